@@ -1,0 +1,223 @@
+"""Gaussian data models (THEORY.md §1).
+
+A :class:`Covariance` is Omega = U diag(rho) U^T + s (I - U U^T): N explicit eigenpairs
+(rho, the columns of U) and, when N < D, an isotropic remainder of variance ``bulk`` = s on the
+other D - N directions. A full spectrum is the case N = D. The spiked model
+x = sum_m c_m a_m + sigma xi is the case "M spikes + isotropic bulk": sampling costs O(M D)
+per sample and the theory's cost does not grow with D (THEORY.md §6).
+"""
+
+from __future__ import annotations
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from ._checks import is_concrete
+
+__all__ = ["Covariance", "spiked_covariance"]
+
+
+class Covariance(eqx.Module):
+    """A covariance Omega = U diag(eigvals) U^T + bulk (I - U U^T) of inputs in R^D.
+
+    Attributes:
+        eigvals: (N,) explicit eigenvalues rho, in descending order.
+        eigvecs: (D, N) orthonormal eigenvectors, column tau is u_tau.
+        bulk: () variance of each of the D - N directions orthogonal to ``eigvecs``
+            (ignored when N = D).
+    """
+
+    eigvals: Float[Array, " N"]
+    eigvecs: Float[Array, "D N"]
+    bulk: Float[Array, ""]
+
+    def __init__(self, eigvals, eigvecs, bulk=0.0, *, check: bool = True):
+        eigvals = jnp.asarray(eigvals)
+        eigvecs = jnp.asarray(eigvecs)
+        if eigvals.ndim != 1:
+            raise ValueError(f"eigvals: expected a 1-D array of eigenvalues, got shape {eigvals.shape}")
+        if eigvecs.ndim != 2 or eigvecs.shape[1] != eigvals.shape[0]:
+            raise ValueError(
+                f"eigvecs: expected shape (D, {eigvals.shape[0]}) (one column per eigenvalue), "
+                f"got {eigvecs.shape}"
+            )
+        if eigvecs.shape[1] > eigvecs.shape[0]:
+            raise ValueError(
+                f"eigvecs: more eigenvectors ({eigvecs.shape[1]}) than dimensions ({eigvecs.shape[0]})"
+            )
+        dtype = jnp.result_type(eigvals, eigvecs)
+        if not jnp.issubdtype(dtype, jnp.floating):
+            dtype = jnp.result_type(float)
+        self.eigvals = eigvals.astype(dtype)
+        self.eigvecs = eigvecs.astype(dtype)
+        self.bulk = jnp.asarray(bulk, dtype)
+        if check and is_concrete(self.eigvals, self.eigvecs, self.bulk):
+            self._check()
+
+    def _check(self):
+        ev = np.asarray(self.eigvals, np.float64)
+        if not np.all(np.isfinite(ev)) or np.any(ev < -1e-9 * max(1.0, np.abs(ev).max(initial=0))):
+            raise ValueError("eigvals: eigenvalues must be finite and non-negative (a covariance is PSD)")
+        if np.any(np.diff(ev) > 1e-9 * max(1.0, np.abs(ev).max(initial=0))):
+            raise ValueError("eigvals: eigenvalues must be in descending order")
+        if float(self.bulk) < 0 or not np.isfinite(float(self.bulk)):
+            raise ValueError(f"bulk: the bulk variance must be finite and >= 0, got {float(self.bulk)}")
+        U = np.asarray(self.eigvecs, np.float64)
+        tol = 1e-4 if self.eigvecs.dtype == jnp.float32 else 1e-8
+        err = np.abs(U.T @ U - np.eye(U.shape[1])).max(initial=0.0)
+        if err > tol:
+            raise ValueError(f"eigvecs: columns must be orthonormal (max |U^T U - I| = {err:.2e})")
+
+    # -- construction ------------------------------------------------------------------------
+    @classmethod
+    def from_matrix(cls, matrix, *, rtol: float = 1e-8) -> "Covariance":
+        """Eigendecompose a symmetric positive semi-definite D x D matrix."""
+        C = np.asarray(matrix, np.float64)
+        if C.ndim != 2 or C.shape[0] != C.shape[1]:
+            raise ValueError(f"matrix: expected a square D x D covariance, got shape {C.shape}")
+        if not np.all(np.isfinite(C)):
+            raise ValueError("matrix: the covariance has non-finite entries")
+        scale = max(np.abs(C).max(), 1e-300)
+        asym = np.abs(C - C.T).max()
+        if asym > rtol * scale:
+            raise ValueError(f"matrix: the covariance is not symmetric (max |C - C^T| = {asym:.3e})")
+        rho, U = np.linalg.eigh(0.5 * (C + C.T))
+        if rho.min() < -max(rtol, 1e-12 * C.shape[0]) * max(rho.max(), 1e-300) * 10:
+            raise ValueError(
+                f"matrix: the covariance is not positive semi-definite (smallest eigenvalue {rho.min():.3e})"
+            )
+        order = np.argsort(rho)[::-1]
+        dtype = jnp.asarray(matrix).dtype if jnp.issubdtype(jnp.asarray(matrix).dtype, jnp.floating) else None
+        return cls(np.clip(rho[order], 0, None).astype(dtype), U[:, order].astype(dtype), 0.0)
+
+    @classmethod
+    def from_samples(cls, samples, *, center: bool = False) -> "Covariance":
+        """Second-moment matrix E[x x^T] of samples (n, D) (centred first if ``center``)."""
+        X = np.asarray(samples, np.float64)
+        if X.ndim != 2 or X.shape[0] < 1:
+            raise ValueError(f"samples: expected an array of shape (n, D), got {X.shape}")
+        if not np.all(np.isfinite(X)):
+            raise ValueError("samples: the data contains non-finite values")
+        if center:
+            X = X - X.mean(0)
+        C = X.T @ X / X.shape[0]
+        return cls.from_matrix(C.astype(np.asarray(samples).dtype if np.asarray(samples).dtype.kind == "f" else np.float64))
+
+    # -- properties -------------------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        """D, the input dimension."""
+        return self.eigvecs.shape[0]
+
+    @property
+    def n_modes(self) -> int:
+        """N, the number of explicit eigenpairs."""
+        return self.eigvecs.shape[1]
+
+    @property
+    def n_bulk(self) -> int:
+        """D - N, the number of bulk directions of variance ``bulk``."""
+        return self.dim - self.n_modes
+
+    @property
+    def trace(self) -> Float[Array, ""]:
+        """sum_tau rho_tau = E|x|^2."""
+        return jnp.sum(self.eigvals) + self.bulk * self.n_bulk
+
+    def spectrum(self) -> Float[Array, " D"]:
+        """All D eigenvalues in descending order (bulk included)."""
+        full = jnp.concatenate([self.eigvals, jnp.full((self.n_bulk,), self.bulk, self.eigvals.dtype)])
+        return -jnp.sort(-full)
+
+    def pca_errors(self, K: int) -> Float[Array, " K+1"]:
+        """pmse_PCA(k) = (1/(2D)) * (sum of all but the k largest eigenvalues), for k = 0..K."""
+        if K > self.dim:
+            raise ValueError(f"K: at most D = {self.dim} components, got {K}")
+        spec = self.spectrum()
+        top = jnp.concatenate([jnp.zeros((1,), spec.dtype), jnp.cumsum(spec[:K])])
+        return (self.trace - top) / (2 * self.dim)
+
+    def matrix(self) -> Float[Array, "D D"]:
+        """The dense D x D matrix Omega."""
+        U = self.eigvecs
+        P = U @ U.T
+        return (U * self.eigvals) @ U.T + self.bulk * (jnp.eye(self.dim, dtype=U.dtype) - P) * (self.n_bulk > 0)
+
+    def full(self) -> "Covariance":
+        """The same covariance with all D eigenpairs explicit (the bulk basis completed by QR)."""
+        if self.n_bulk == 0:
+            return self
+        U = np.asarray(self.eigvecs, np.float64)
+        rng = np.random.default_rng(0)
+        comp = rng.standard_normal((self.dim, self.n_bulk))
+        comp -= U @ (U.T @ comp)
+        comp, _ = np.linalg.qr(comp)
+        comp -= U @ (U.T @ comp)
+        comp, _ = np.linalg.qr(comp)
+        rho = np.concatenate([np.asarray(self.eigvals, np.float64), np.full(self.n_bulk, float(self.bulk))])
+        vecs = np.concatenate([U, comp], axis=1)
+        order = np.argsort(-rho, kind="stable")
+        dt = self.eigvals.dtype
+        return Covariance(rho[order].astype(dt), vecs[:, order].astype(dt), 0.0)
+
+    def astype(self, dtype) -> "Covariance":
+        return Covariance(self.eigvals.astype(dtype), self.eigvecs.astype(dtype), self.bulk.astype(dtype), check=False)
+
+    # -- sampling ---------------------------------------------------------------------------
+    def sample(self, key: PRNGKeyArray, n: int, dtype=None) -> Float[Array, "n D"]:
+        """n independent samples x ~ N(0, Omega), at O(N D) cost each."""
+        dtype = dtype or self.eigvecs.dtype
+        U = self.eigvecs.astype(dtype)
+        kz, kx = jax.random.split(key)
+        z = jax.random.normal(kz, (n, self.n_modes), dtype) * jnp.sqrt(self.eigvals).astype(dtype)
+        if self.n_bulk == 0:
+            return z @ U.T
+        s = jnp.sqrt(self.bulk).astype(dtype)
+        xi = jax.random.normal(kx, (n, self.dim), dtype)
+        return (z - s * (xi @ U)) @ U.T + s * xi
+
+
+def spiked_covariance(
+    key: PRNGKeyArray,
+    D: int,
+    strengths,
+    noise: float = 1.0,
+    directions: str = "gaussian",
+    dtype=None,
+) -> Covariance:
+    """The spiked model x = sum_m c_m a_m + sigma xi, c_m ~ N(0, strengths_m^2), |a_m|^2 = D.
+
+    ``directions``: "gaussian" draws a_m with i.i.d. N(0, 1) entries (rescaled to |a_m|^2 = D);
+    "sinusoidal" uses the orthogonal sine modes a_m(i) ~ sin(pi m i / (D + 1)). ``noise`` is sigma.
+    The covariance has M spike eigenvalues ~ D strengths^2 + sigma^2 and a bulk sigma^2.
+    """
+    strengths = np.atleast_1d(np.asarray(strengths, np.float64))
+    if strengths.ndim != 1 or strengths.size < 1:
+        raise ValueError(f"strengths: expected a 1-D sequence of spike strengths, got {strengths!r}")
+    M = strengths.size
+    if not isinstance(D, (int, np.integer)) or D < 1:
+        raise ValueError(f"D: expected a positive integer dimension, got {D!r}")
+    if M > D:
+        raise ValueError(f"strengths: {M} spikes do not fit in D = {D} dimensions")
+    if noise < 0:
+        raise ValueError(f"noise: expected sigma >= 0, got {noise}")
+    if directions == "gaussian":
+        A = np.array(jax.random.normal(key, (M, D), jnp.float64 if jax.config.jax_enable_x64 else jnp.float32), np.float64)
+    elif directions == "sinusoidal":
+        i = np.arange(1, D + 1)
+        A = np.sin(np.pi * np.arange(1, M + 1)[:, None] * i[None, :] / (D + 1))
+    else:
+        raise ValueError(f"directions: expected 'gaussian' or 'sinusoidal', got {directions!r}")
+    A *= np.sqrt(D) / np.linalg.norm(A, axis=1, keepdims=True)
+    # Omega = A^T diag(strengths^2) A + sigma^2 I; with A^T = Qr Rr the spike part is
+    # Qr (Rr diag(s^2) Rr^T) Qr^T, an M x M eigenproblem.
+    Qr, Rr = np.linalg.qr(A.T)
+    lam, E = np.linalg.eigh((Rr * strengths**2) @ Rr.T)
+    order = np.argsort(lam)[::-1]
+    rho = lam[order] + noise**2
+    U = Qr @ E[:, order]
+    dtype = dtype or (jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
+    return Covariance(rho.astype(dtype), U.astype(dtype), noise**2)

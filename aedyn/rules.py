@@ -1,0 +1,123 @@
+"""Online SGD steps: vanilla, truncated and Sanger rules (THEORY.md §1).
+
+Single-example, pure functions: ``sgd_step(net, x, lr)`` returns the network after one step on x.
+Scalings (fixed conventions), with Delta = x - xhat and e_k = v^k . Delta:
+
+    v^k <- v^k + (eta_V / D)   g(lambda^k) Delta
+    w^k <- w^k + (eta_W / D^2) e_k g'(lambda^k) x / sqrt(D)
+    b^k <- b^k + (eta_b / D^2) e_k g'(lambda^k)
+
+Tied (decoder sqrt(D) w^k): w^k <- w^k - (eta_W / D^2) dl/dw^k, through both uses of w^k.
+Truncated: unit k uses Delta_k = x - sum_{a<=k} v^a g(lambda^a). Sanger (tied networks): the
+generalised Hebbian rule w^k <- w^k + (eta_W / D^2) sqrt(D) g(lambda^k) Delta_k.
+Weight decay kappa multiplies the old weights by (1 - kappa / D) each step (-kappa w per unit t).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import equinox as eqx
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float
+
+from ._checks import is_concrete
+from .model import AutoEncoder
+
+__all__ = ["LearningRates", "learning_rates", "sgd_step", "RULES"]
+
+RULES = ("vanilla", "truncated", "sanger")
+
+
+class LearningRates(eqx.Module):
+    """Learning rates eta_W, eta_V, eta_b (scalars or arrays, for sweeps)."""
+
+    W: Float[Array, ""]
+    V: Float[Array, ""]
+    b: Float[Array, ""]
+
+
+def learning_rates(lr, dtype=None) -> LearningRates:
+    """Normalise ``lr`` (a number for all weights, a mapping with keys "W", "V", "b", or a
+    :class:`LearningRates`) and check it is non-negative."""
+    if isinstance(lr, LearningRates):
+        out = lr
+    elif isinstance(lr, Mapping):
+        unknown = set(lr) - {"W", "V", "b"}
+        if unknown:
+            raise ValueError(f"lr: unknown keys {sorted(unknown)}; expected a subset of 'W', 'V', 'b'")
+        if not lr:
+            raise ValueError("lr: the mapping of learning rates is empty")
+        default = next(iter(lr.values()))
+        default = lr.get("W", default)
+        out = LearningRates(
+            jnp.asarray(lr.get("W", default)),
+            jnp.asarray(lr.get("V", lr.get("W", default))),
+            jnp.asarray(lr.get("b", lr.get("W", default))),
+        )
+    else:
+        a = jnp.asarray(lr)
+        if a.ndim != 0:
+            raise ValueError(f"lr: expected a number or a mapping with keys 'W', 'V', 'b', got shape {a.shape}")
+        out = LearningRates(a, a, a)
+    if dtype is not None:
+        out = LearningRates(*(jnp.asarray(x, dtype) for x in (out.W, out.V, out.b)))
+    for name, x in (("W", out.W), ("V", out.V), ("b", out.b)):
+        if is_concrete(x):
+            v = np.asarray(x)
+            if not np.all(np.isfinite(v)) or np.any(v < 0):
+                raise ValueError(f"lr: learning rate eta_{name} must be finite and >= 0, got {v}")
+    return out
+
+
+def check_rule(rule: str, net: AutoEncoder) -> None:
+    if rule not in RULES:
+        raise ValueError(f"rule: unknown rule {rule!r}; expected one of {RULES}")
+    if rule == "sanger" and not net.tied:
+        raise ValueError("rule: Sanger's rule is defined for tied networks; pass a network with tied=True")
+
+
+def sgd_step(
+    net: AutoEncoder,
+    x: Float[Array, " D"],
+    lr: LearningRates,
+    *,
+    rule: str = "vanilla",
+    weight_decay: Float[Array, ""] | float = 0.0,
+) -> tuple[AutoEncoder, Float[Array, ""]]:
+    """One online SGD step on the sample x (D,). Returns (new network, per-sample loss l)."""
+    D = net.D
+    dt = net.W.dtype
+    sqD = jnp.sqrt(jnp.asarray(D, dt))
+    W, b = net.W, net.b
+    dec = net.decoder
+    lam = W @ x / sqD
+    if b is not None:
+        lam = lam + b
+    h = net.activation(lam)
+    gp = net.activation.derivative(lam)
+    if rule == "vanilla":
+        delta = x - h @ dec  # (D,)
+        err = dec @ delta  # e_k = v^k . Delta
+        hebb = h[:, None] * delta[None, :]  # g(lambda^k) Delta_k
+        loss = 0.5 * jnp.dot(delta, delta)
+    else:
+        # Delta_k = x - sum_{a<=k} v^a g(lambda^a): a cumulative sum over units.
+        deltas = x[None, :] - jnp.cumsum(h[:, None] * dec, axis=0)  # (K, D)
+        err = jnp.sum(dec * deltas, axis=1)
+        hebb = h[:, None] * deltas
+        loss = 0.5 * jnp.dot(deltas[-1], deltas[-1])
+    decay = 1 - jnp.asarray(weight_decay, dt) / D
+    slope_err = err * gp  # e_k g'(lambda^k)
+    if net.tied:
+        dW = sqD * hebb
+        if rule != "sanger":
+            dW = dW + slope_err[:, None] * x[None, :] / sqD
+        W_new = decay * W + (lr.W.astype(dt) / D**2) * dW
+        V_new = None
+    else:
+        W_new = decay * W + (lr.W.astype(dt) / D**2) * slope_err[:, None] * x[None, :] / sqD
+        V_new = decay * net.V + (lr.V.astype(dt) / D) * hebb
+    b_new = None if b is None else b + (lr.b.astype(dt) / D**2) * slope_err
+    return AutoEncoder(W_new, V_new, net.activation, b_new, net.tied), loss
