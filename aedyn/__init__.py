@@ -16,6 +16,7 @@ from .model import AutoEncoder, Overlaps, init_autoencoder, overlaps, pmse, pmse
 from .rules import LearningRates, learning_rates, sgd_step  # noqa: E402
 from .simulate import simulate  # noqa: E402
 from .trajectory import Trajectory  # noqa: E402
+from . import theory  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -36,6 +37,7 @@ __all__ = [
     "pmse",
     "pmse_mc",
     "sgd_step",
+    "theory",
     "simulate",
     "spiked_covariance",
 ]

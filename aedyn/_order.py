@@ -31,9 +31,10 @@ def order_parameters(wt, vs, M, rho, bulk, D: int):
     K = wt.shape[0]
     Mww, Mvw, Mvv = M[:K, :K], M[K:, :K], M[K:, K:]
     cb = bulk / D
-    Q = (wt * rho) @ wt.T / D + cb * Mww
-    R = (vs * rho) @ wt.T / D + cb * Mvw
-    T = (vs * rho) @ vs.T / D + cb * Mvv
+    r = rho[None, :]
+    Q = (wt * r) @ wt.T / D + cb * Mww
+    R = (vs * r) @ wt.T / D + cb * Mvw
+    T = (vs * r) @ vs.T / D + cb * Mvv
     T0 = vs @ vs.T + Mvv
     return Q, R, T, T0
 

@@ -144,7 +144,7 @@ class Covariance(eqx.Module):
         """The dense D x D matrix Omega."""
         U = self.eigvecs
         P = U @ U.T
-        return (U * self.eigvals) @ U.T + self.bulk * (jnp.eye(self.dim, dtype=U.dtype) - P) * (self.n_bulk > 0)
+        return (U * self.eigvals[None, :]) @ U.T + self.bulk * (jnp.eye(self.dim, dtype=U.dtype) - P) * (self.n_bulk > 0)
 
     def full(self) -> "Covariance":
         """The same covariance with all D eigenpairs explicit (the bulk basis completed by QR)."""
@@ -172,7 +172,7 @@ class Covariance(eqx.Module):
         dtype = dtype or self.eigvecs.dtype
         U = self.eigvecs.astype(dtype)
         kz, kx = jax.random.split(key)
-        z = jax.random.normal(kz, (n, self.n_modes), dtype) * jnp.sqrt(self.eigvals).astype(dtype)
+        z = jax.random.normal(kz, (n, self.n_modes), dtype) * jnp.sqrt(self.eigvals).astype(dtype)[None, :]
         if self.n_bulk == 0:
             return z @ U.T
         s = jnp.sqrt(self.bulk).astype(dtype)

@@ -80,14 +80,14 @@ def _gram_quadrature(act, Q, b, nodes):
     # 2-D tensor rule with the Cholesky factor of [[Q_kk, Q_ka], [Q_ka, Q_aa]] off the diagonal:
     # lambda^k = b_k + L11 z1, lambda^a = b_a + L21 z1 + L22 z2.
     qk = jnp.maximum(q, jnp.finfo(Q.dtype).tiny)
-    L11 = _safe_sqrt(q)[:, None] * jnp.ones((1, K), Q.dtype)
+    L11 = jnp.broadcast_to(_safe_sqrt(q)[:, None], (K, K))
     L21 = Q / jnp.sqrt(qk)[:, None]
     L22 = _safe_sqrt(q[None, :] - L21**2)
-    gk = act(mu[:, None, None] + L11[..., None] * z)  # (K, K, n) over z1
+    gk = act(mu[:, None, None] + L11[..., None] * z[None, None, :])  # (K, K, n) over z1
     la = (
         mu[None, :, None, None]
-        + L21[..., None, None] * z[:, None]
-        + L22[..., None, None] * z[None, :]
+        + L21[..., None, None] * z[None, None, :, None]
+        + L22[..., None, None] * z[None, None, None, :]
     )  # (K, K, n1, n2)
     ga = act(la)
     off = jnp.einsum("kai,kaij,i,j->ka", gk, ga, w, w)
@@ -143,9 +143,10 @@ def stein_kernels(act: Activation, Q: Float[Array, "K K"]):
     if act.name == "relu":
         qq = q[:, None] * q[None, :]
         safe_qq = jnp.where(eye | (qq <= 0), 1.0, qq)
-        c = jnp.where(eye, 1.0, jnp.clip(Q / jnp.sqrt(safe_qq), -1.0, 1.0))
+        # Diagonal handled apart: arcsin'(1) = inf would turn the masked tangent into NaN.
+        c = jnp.where(eye, 0.0, jnp.clip(Q / jnp.sqrt(safe_qq), -1.0, 1.0))
         G = gram(act, Q)
-        P = 0.25 + jnp.arcsin(c) / (2.0 * jnp.pi)
+        P = jnp.where(eye, 0.5, 0.25 + jnp.arcsin(c) / (2.0 * jnp.pi))
         # S_ka = E[delta(lambda^k) relu(lambda^a)] = sqrt(Q_kk Q_aa - Q_ka^2) / (2 pi Q_kk); 0 on the diagonal.
         S = _safe_sqrt(qq - Q**2) / (2.0 * jnp.pi * jnp.maximum(q, jnp.finfo(Q.dtype).tiny)[:, None])
         S = jnp.where(eye, 0.0, S)
