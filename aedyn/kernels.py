@@ -61,8 +61,12 @@ def mean_slope(
         if _has_bias(b):
             k1 = k1 * jnp.exp(-0.5 * b**2 / (1.0 + q))
         return k1
-    if act.name == "relu" and not _has_bias(b):
-        return jnp.full_like(q, 0.5)
+    if act.name == "relu":
+        if not _has_bias(b):
+            return jnp.full_like(q, 0.5)
+        from jax.scipy.stats import norm
+
+        return norm.cdf(b / jnp.sqrt(jnp.maximum(q, jnp.finfo(Q.dtype).tiny)))
     z, w = _nodes(nodes, Q.dtype)
     mu = jnp.zeros_like(q) if b is None else b
     lam = mu[:, None] + _safe_sqrt(q)[:, None] * z[None, :]
@@ -95,6 +99,48 @@ def _gram_quadrature(act, Q, b, nodes):
     return jnp.where(jnp.eye(K, dtype=bool), jnp.diag(diag), off)
 
 
+@functools.lru_cache(maxsize=None)
+def _legendre(n: int = 48):
+    return np.polynomial.legendre.leggauss(n)
+
+
+def _relu_gram_bias(Q, b):
+    """E[relu(lambda^k) relu(lambda^a)] for lambda ~ N(b, Q), closed form in Phi, phi and the
+    bivariate normal CDF Phi2(h, k; rho) = Phi(h) Phi(k) + (1/2pi) int_0^asin(rho)
+    exp(-(h^2 - 2 h k sin th + k^2) / (2 cos^2 th)) dth (Sheppard's form: a smooth integrand,
+    integrated by Gauss–Legendre)."""
+    from jax.scipy.stats import norm
+
+    K = Q.shape[0]
+    eye = jnp.eye(K, dtype=bool)
+    q = jnp.maximum(jnp.diagonal(Q), jnp.finfo(Q.dtype).tiny)
+    sd = jnp.sqrt(q)
+    h = b / sd  # standardised means
+    # Diagonal: E[relu(lambda)^2] = (q + b^2) Phi(h) + b sqrt(q) phi(h).
+    diag = (q + b**2) * norm.cdf(h) + b * sd * norm.pdf(h)
+    sdsd = sd[:, None] * sd[None, :]
+    rho = jnp.where(eye, 0.0, jnp.clip(Q / sdsd, -1 + 1e-12, 1 - 1e-12))
+    hk, ha = h[:, None] * jnp.ones((1, K), Q.dtype), h[None, :] * jnp.ones((K, 1), Q.dtype)
+    x, w = _legendre()
+    x, w = jnp.asarray(x, Q.dtype), jnp.asarray(w, Q.dtype)
+    amax = jnp.arcsin(rho)
+    th = 0.5 * amax[..., None] * (x[None, None, :] + 1.0)
+    expo = -(hk[..., None] ** 2 - 2 * hk[..., None] * ha[..., None] * jnp.sin(th) + ha[..., None] ** 2) / (
+        2 * jnp.cos(th) ** 2
+    )
+    P2 = norm.cdf(hk) * norm.cdf(ha) + 0.5 * amax / (2 * jnp.pi) * jnp.sum(w[None, None, :] * jnp.exp(expo), -1)
+    s = jnp.sqrt(1 - rho**2)
+    c1 = (ha - rho * hk) / s
+    c2 = (hk - rho * ha) / s
+    EZ1 = norm.pdf(hk) * norm.cdf(c1) + rho * norm.pdf(ha) * norm.cdf(c2)
+    EZ2 = norm.pdf(ha) * norm.cdf(c2) + rho * norm.pdf(hk) * norm.cdf(c1)
+    EZ12 = norm.pdf(hk) * (-rho * hk * norm.cdf(c1) + s * norm.pdf(c1)) + rho * (P2 - ha * norm.pdf(ha) * norm.cdf(c2))
+    mk, ma = b[:, None] * jnp.ones((1, K), Q.dtype), b[None, :] * jnp.ones((K, 1), Q.dtype)
+    sk, sa = sd[:, None] * jnp.ones((1, K), Q.dtype), sd[None, :] * jnp.ones((K, 1), Q.dtype)
+    off = mk * ma * P2 + mk * sa * EZ2 + ma * sk * EZ1 + sk * sa * EZ12
+    return jnp.where(eye, jnp.diag(diag), off)
+
+
 def gram(
     act: Activation, Q: Float[Array, "K K"], b: Float[Array, " K"] | None = None, nodes: int = NODES
 ) -> Float[Array, "K K"]:
@@ -117,6 +163,8 @@ def gram(
         c = jnp.where(eye, 0.0, c)
         off = (Q * (0.5 * jnp.pi + jnp.arcsin(c)) + _safe_sqrt(qq - Q**2)) / (2.0 * jnp.pi)
         return jnp.where(eye, 0.5 * Q, off)
+    if act.name == "relu":
+        return _relu_gram_bias(Q, b)
     return _gram_quadrature(act, Q, b, nodes)
 
 
