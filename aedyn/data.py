@@ -144,7 +144,10 @@ class Covariance(eqx.Module):
         """The dense D x D matrix Omega."""
         U = self.eigvecs
         P = U @ U.T
-        return (U * self.eigvals[None, :]) @ U.T + self.bulk * (jnp.eye(self.dim, dtype=U.dtype) - P) * (self.n_bulk > 0)
+        spikes = (U * self.eigvals[None, :]) @ U.T
+        if self.n_bulk == 0:
+            return spikes
+        return spikes + self.bulk.astype(U.dtype) * (jnp.eye(self.dim, dtype=U.dtype) - P)
 
     def full(self) -> "Covariance":
         """The same covariance with all D eigenpairs explicit (the bulk basis completed by QR)."""
