@@ -16,12 +16,15 @@ from .model import AutoEncoder, Overlaps, init_autoencoder, overlaps, pmse, pmse
 from .rules import LearningRates, learning_rates, sgd_step  # noqa: E402
 from .simulate import simulate  # noqa: E402
 from .trajectory import Trajectory  # noqa: E402
+from . import analysis, validation  # noqa: E402
 from . import theory  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Activation",
+    "analysis",
+    "validation",
     "AutoEncoder",
     "Covariance",
     "DivergenceError",
