@@ -78,10 +78,11 @@ def test_matches_manual_steps(setup):
     tr = _sim(net, cov, ts=[n / D], block=block, lr={"W": 0.3, "V": 0.2, "b": 0.1}, weight_decay=0.5)
     key = jax.random.key(2)
     lr = aedyn.learning_rates({"W": 0.3, "V": 0.2, "b": 0.1}, jnp.float64)
+    step = jax.jit(lambda net, x: aedyn.sgd_step(net, x, lr, weight_decay=0.5)[0])
+    blocks = [cov.sample(jax.random.fold_in(key, i), block, jnp.float64) for i in range(-(-n // block))]
     cur = net
     for s in range(n):
-        X = cov.sample(jax.random.fold_in(key, s // block), block, jnp.float64)
-        cur, _ = aedyn.sgd_step(cur, X[s % block], lr, weight_decay=0.5)
+        cur = step(cur, blocks[s // block][s % block])
     np.testing.assert_allclose(np.asarray(tr.net.W), np.asarray(cur.W), rtol=1e-10, atol=1e-13)
     np.testing.assert_allclose(np.asarray(tr.net.V), np.asarray(cur.V), rtol=1e-10, atol=1e-13)
 
