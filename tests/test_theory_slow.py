@@ -1,0 +1,172 @@
+"""Slow physics checks of the theory (issue 3 acceptance; THEORY.md §7): one-step Monte Carlo at
+mid-training states, trajectories vs the mean of SGD seeds, long horizons, reduced vs full
+spectrum, and the truncated rule's individual principal components.
+
+Run by the default test command; ``-m "not slow"`` skips them.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import aedyn
+from aedyn import theory
+from test_theory import ACTIVATIONS, RULES, check_one_step
+
+pytestmark = pytest.mark.slow
+
+
+# -- one-step Monte Carlo at a mid-training state -------------------------------------------------
+
+
+@pytest.mark.parametrize("rule", RULES)
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_one_step_monte_carlo_mid_training(activation, rule):
+    """After t = 10 of SGD (eta = 0.5) the network has learnt a spike (Q_kk = O(1)-O(10)): the
+    RHS still equals D times the mean one-step change, within 5 standard errors."""
+    D = 100
+    cov = aedyn.spiked_covariance(jax.random.key(0), D, (3.0, 5.0))
+    net = aedyn.init_autoencoder(jax.random.key(1), D, 2, activation=activation, scale=0.1, dtype=jnp.float64)
+    net = aedyn.simulate(net, cov, key=jax.random.key(5), lr=0.5, ts=[10.0], rule=rule).net
+    Q = np.asarray(aedyn.overlaps(net, cov).Q)
+    assert Q.diagonal().max() > 1.0  # a trained state, not the initial one
+    summary = check_one_step(net, cov, 0.1, rule, jax.random.key(8), 200_000)
+    print(activation, rule, "Q_kk", Q.diagonal(), summary)
+
+
+# -- trajectories vs SGD ----------------------------------------------------------------------------
+
+
+def compare_with_sgd(
+    D, strengths, activation, *, lr=0.1, seeds=5, t_max=200.0, n_times=50, rule="vanilla", dtype=jnp.float64
+):
+    """ODE from the simulation's exact initial state vs the mean of SGD seeds (same initial
+    weights, different data streams), at every logged time: |ODE - mean| / max(3% mean, 3 SEM)."""
+    K = len(strengths)
+    cov = aedyn.spiked_covariance(jax.random.key(0), D, strengths)
+    net = aedyn.init_autoencoder(jax.random.key(1), D, K, activation=activation, scale=0.1, dtype=dtype)
+    ts = aedyn.log_times(t_max, n_times)
+    sims = [aedyn.simulate(net, cov, key=jax.random.key(100 + s), lr=lr, ts=ts, rule=rule) for s in range(seeds)]
+    P = np.stack([np.asarray(s.pmse, np.float64) for s in sims])
+    ts_sim = np.asarray(sims[0].ts, np.float64)
+    ode = np.asarray(theory.solve(net, cov, lr=lr, ts=ts_sim, rule=rule).pmse)
+    mean = P.mean(0)
+    sem = P.std(0, ddof=1) / np.sqrt(seeds)
+    ratio = np.abs(ode - mean) / np.maximum(0.03 * mean, 3 * sem)
+    i = int(np.argmax(ratio))
+    print(
+        f"D={D} strengths={strengths} {activation}: max |ODE-mean|/tol = {ratio.max():.3f} at t = {ts_sim[i]:.4g} "
+        f"(ODE {ode[i]:.5g}, SGD {mean[i]:.5g} +- {sem[i]:.2g}); max rel. dev. {np.max(np.abs(ode - mean) / mean):.4f}"
+    )
+    return ts_sim, ode, mean, sem, ratio
+
+
+@pytest.mark.parametrize(
+    "D, strengths, activation",
+    [
+        (500, (3.0, 5.0), "erf"),
+        (500, (3.0, 5.0), "linear"),
+        pytest.param(
+            1000, (3.0, 5.0, 9.0, 17.0), "erf",
+            marks=pytest.mark.xfail(
+                strict=False,
+                reason="measured: SGD at eta=0.1 leaves the first-order regime after t~13: the ODE's fastest "
+                "mode rate times the SGD step 1/D (eta rho_max/D^2 T0 ...) reaches 0.54 at t=13, 1.2 at t=25, "
+                "6.9 at t=200; the SGD pmse stalls and fluctuates at 35-60 while the ODE falls to 5.2. "
+                "One-step Monte Carlo agrees, so the drift is right; see the issue 3 report.",
+            ),
+        ),
+    ],
+    ids=["standard-erf", "standard-linear", "K4-D1000-erf"],
+)
+def test_trajectory_matches_sgd(D, strengths, activation):
+    # float64 SGD; the initial weights are init_autoencoder(key(1), ..., dtype=float64).
+    ts, ode, mean, sem, ratio = compare_with_sgd(D, strengths, activation)
+    bad = ratio > 1
+    assert not bad.any(), (
+        f"|ODE - SGD mean| > max(3% mean, 3 SEM) at t = {ts[bad]}: ODE {ode[bad]}, SGD {mean[bad]} +- {sem[bad]}"
+    )
+
+
+# -- long horizons ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def standard():
+    cov = aedyn.spiked_covariance(jax.random.key(0), 500, (3.0, 5.0))
+    return cov
+
+
+@pytest.mark.parametrize("rule", RULES)
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_long_horizon(activation, rule, standard):
+    cov = standard
+    net = aedyn.init_autoencoder(jax.random.key(1), 500, 2, activation=activation, scale=0.1, dtype=jnp.float64)
+    ts = aedyn.log_times(1e4, 120)
+    traj = theory.solve(net, cov, lr=0.1, ts=ts, rule=rule)
+    e = np.asarray(traj.pmse)
+    assert np.all(np.isfinite(e))
+    Q = np.asarray(traj.overlaps.Q)
+    assert np.all(np.isfinite(Q))
+    assert np.linalg.eigvalsh(Q).min() >= -1e-12 * np.abs(Q).max()
+    pca = float(cov.pca_errors(2)[-1])
+    gap = e[-1] / pca - 1
+    print(f"{activation} {rule}: pmse(1e4) = {e[-1]:.6g}, PCA(2) = {pca:.6g}, relative gap {gap:.3e}, "
+          f"steps {traj.config['num_steps']}")
+    if rule == "vanilla":
+        assert np.all(np.diff(e) <= 1e-12 * e[0]), np.diff(e).max()
+    if activation == "linear":
+        assert abs(gap) < 1e-3
+    if activation == "erf":
+        # Approaches the PCA error from above, monotonically (vanilla: everywhere; truncated:
+        # after the last plateau), without reaching it (THEORY.md §8).
+        assert gap > 0
+        late = e[ts > 100]
+        assert np.all(np.diff(late) <= 1e-12 * e[0])
+        assert e[-1] < 1.3 * pca
+
+
+@pytest.mark.parametrize("activation", ["erf", "linear"])
+def test_reduced_equals_full_spectrum(activation):
+    """The spikes + bulk-moment form is exact at finite D: it agrees with the full-spectrum solve
+    (all D modes explicit) to the solver tolerance, far below the 1e-3 acceptance."""
+    D = 100
+    cov = aedyn.spiked_covariance(jax.random.key(0), D, (3.0, 5.0))
+    net = aedyn.init_autoencoder(jax.random.key(1), D, 2, activation=activation, scale=0.1, dtype=jnp.float64)
+    ts = aedyn.log_times(1e4, 60)
+    red = theory.solve(net, cov, lr=0.1, ts=ts)
+    full = theory.solve(net, cov.full(), lr=0.1, ts=ts)
+    rel = np.abs(np.asarray(red.pmse) - np.asarray(full.pmse)) / np.asarray(full.pmse)
+    T0 = np.abs(np.asarray(red.overlaps.T0) - np.asarray(full.overlaps.T0)).max() / np.abs(
+        np.asarray(full.overlaps.T0)).max()
+    print(f"{activation} D={D}: max rel. pmse difference reduced vs full {rel.max():.2e}, T0 {T0:.2e}")
+    assert rel.max() < 1e-3
+    assert T0 < 1e-3
+
+
+# -- the truncated rule learns the individual principal components --------------------------------
+
+
+def _off_diagonality(m):
+    """max over units k of max_{j != k} |m_kj| / |m_kk| (0 for a diagonal overlap matrix)."""
+    m = np.abs(np.asarray(m))
+    K = m.shape[0]
+    off = np.where(np.eye(K, dtype=bool), 0.0, m).max(1)
+    return float(np.max(off / np.diag(m)))
+
+
+def test_truncated_rule_finds_individual_pcs(standard):
+    cov = standard
+    net = aedyn.init_autoencoder(jax.random.key(1), 500, 2, activation="linear", scale=0.1, dtype=jnp.float32)
+    ts = aedyn.log_times(200.0, 20)
+    out = {}
+    for rule in RULES:
+        th = theory.solve(net, cov, lr=0.1, ts=ts, rule=rule)
+        sim = aedyn.simulate(net, cov, key=jax.random.key(3), lr=0.1, ts=ts, rule=rule)
+        out[rule] = (_off_diagonality(th.overlaps.m_W[-1]), _off_diagonality(sim.overlaps.m_W[-1]))
+        print(rule, "m_W theory", np.round(np.asarray(th.overlaps.m_W[-1]), 3).tolist(),
+              "simulation", np.round(np.asarray(sim.overlaps.m_W[-1]), 3).tolist())
+    print("off-diagonality (theory, simulation):", out)
+    assert out["truncated"][0] < 1e-2 and out["truncated"][1] < 0.1
+    assert out["vanilla"][0] > 0.3 and out["vanilla"][1] > 0.3
