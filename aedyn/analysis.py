@@ -168,6 +168,10 @@ def plateau_levels(
             sol = optx.minimise(
                 loss, optx.BFGS(rtol=rtol, atol=atol), (wt0, vs0, b0), max_steps=max_steps, throw=False
             )
-            best = min(best, float(loss(sol.value, None)))
-        levels.append(best)
+            value = float(loss(sol.value, None))
+            # pmse >= 0 always: a negative or non-finite value is a numerical breakdown of an
+            # excursion to extreme parameters, not a minimum.
+            if np.isfinite(value) and value >= 0:
+                best = min(best, value)
+        levels.append(best if np.isfinite(best) else np.nan)
     return np.asarray(levels)

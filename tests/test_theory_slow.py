@@ -103,7 +103,11 @@ def standard():
 def test_long_horizon(activation, rule, standard):
     cov = standard
     net = aedyn.init_autoencoder(jax.random.key(1), 500, 2, activation=activation, scale=0.1, dtype=jnp.float64)
-    ts = aedyn.log_times(1e4, 120)
+    # Linear: the bulk part of the encoder relaxes on the slow time scale D / (eta sigma^2) = 5000,
+    # so at eta = 0.1 the gap at t = 1e4 is still 1.17e-3 (measured; it is a function of eta t
+    # alone); the run goes on to t = 1e5, where it is 7.5e-7.
+    t_max = 1e5 if activation == "linear" else 1e4
+    ts = aedyn.log_times(t_max, 120)
     traj = theory.solve(net, cov, lr=0.1, ts=ts, rule=rule)
     e = np.asarray(traj.pmse)
     assert np.all(np.isfinite(e))
@@ -112,7 +116,7 @@ def test_long_horizon(activation, rule, standard):
     assert np.linalg.eigvalsh(Q).min() >= -1e-12 * np.abs(Q).max()
     pca = float(cov.pca_errors(2)[-1])
     gap = e[-1] / pca - 1
-    print(f"{activation} {rule}: pmse(1e4) = {e[-1]:.6g}, PCA(2) = {pca:.6g}, relative gap {gap:.3e}, "
+    print(f"{activation} {rule}: pmse({t_max:g}) = {e[-1]:.6g}, PCA(2) = {pca:.6g}, relative gap {gap:.3e}, "
           f"steps {traj.config['num_steps']}")
     if rule == "vanilla":
         assert np.all(np.diff(e) <= 1e-12 * e[0]), np.diff(e).max()
