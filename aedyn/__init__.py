@@ -18,6 +18,8 @@ from .simulate import simulate  # noqa: E402
 from .trajectory import Trajectory  # noqa: E402
 from . import analysis, validation  # noqa: E402
 from . import theory  # noqa: E402
+from . import fit, objectives, sweeps  # noqa: E402
+from .sweeps import SweepResult, sweep_simulation, sweep_theory  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -43,4 +45,10 @@ __all__ = [
     "theory",
     "simulate",
     "spiked_covariance",
+    "fit",
+    "objectives",
+    "sweeps",
+    "SweepResult",
+    "sweep_simulation",
+    "sweep_theory",
 ]
