@@ -1,0 +1,1 @@
+"""Studies built on the sweeps (runnable modules: ``python -m aedyn.studies.<name>``)."""

@@ -1,0 +1,118 @@
+"""Benchmark the vectorised sweeps and the gradients through the theory (CPU by default).
+
+    python benchmarks/bench_sweeps.py [--quick]
+
+Prints: 64-configuration theory sweep vs a sequential loop of the same 64 solves (reduced
+spikes+bulk form and full-spectrum form), 64-run SGD sweep network-steps/s vs a single run, and
+the cost of value-and-grad (reverse and forward mode) vs a forward solve. All timings are after
+compilation, best of ``--repeat``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import diffrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import aedyn
+from aedyn import objectives as ob
+from aedyn import sweeps
+from aedyn import theory as th
+
+
+def best(f, repeat):
+    out, ts = None, []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = f()
+        jax.block_until_ready(jax.tree_util.tree_leaves(out))
+        ts.append(time.perf_counter() - t0)
+    return min(ts), out
+
+
+def theory_case(cov, grid, ts, repeat, label, solver=None):
+    D = cov.dim
+    sweeps.sweep_theory(cov, grid=grid, ts=ts, solver=solver)  # compile
+    t_sweep, res = best(lambda: sweeps.sweep_theory(cov, grid=grid, ts=ts, solver=solver), repeat)
+    nets = {s: sweeps.initial_network(s, D, 2, init_scale=1.0) for s in grid["seed"]}
+    configs = [(lr, s, sc) for lr in grid["lr"] for s in grid["seed"] for sc in grid["init_scale"]]
+    th.solve(nets[0], cov, lr=0.1, ts=ts, solver=solver)  # compile
+
+    def loop():
+        return [th.solve(nets[s], cov, lr=lr, ts=ts, init_scale=sc, solver=solver).pmse for lr, s, sc in configs]
+
+    t_seq, seq = best(loop, max(1, repeat - 1))
+    err = np.max(np.abs(np.stack([np.asarray(x) for x in seq]).reshape(res.pmse.shape) - res.pmse))
+    print(f"| theory sweep, {label} | 64 configs | sweep {t_sweep:.3f} s | sequential {t_seq:.3f} s | "
+          f"ratio {t_sweep / t_seq:.3f} | max steps {res.status['num_steps'].max()} | max |diff| {err:.1e} |")
+    return t_sweep, t_seq
+
+
+def sgd_case(cov, T, repeat, dtype):
+    D = cov.dim
+    ts = np.linspace(T / 10, T, 10)
+    grid = dict(lr=[0.05, 0.1, 0.2, 0.5], seed=list(range(16)))
+    sweeps.sweep_simulation(cov, grid=grid, ts=ts, dtype=dtype)
+    t64, res = best(lambda: sweeps.sweep_simulation(cov, grid=grid, ts=ts, dtype=dtype), repeat)
+    one = dict(lr=[0.1], seed=[0])
+    sweeps.sweep_simulation(cov, grid=one, ts=ts, dtype=dtype)
+    t1, _ = best(lambda: sweeps.sweep_simulation(cov, grid=one, ts=ts, dtype=dtype), repeat)
+    net = sweeps.initial_network(0, D, 2, dtype=dtype)
+    k = sweeps.seed_keys(0)[1]
+    aedyn.simulate(net, cov, key=k, lr=0.1, ts=ts)
+    ts_, _ = best(lambda: aedyn.simulate(net, cov, key=k, lr=0.1, ts=ts).pmse, repeat)
+    steps = int(round(T * D))
+    print(f"| SGD sweep D={D} K=2 {jnp.dtype(dtype).name}, t={T:g} ({steps} steps) | 64 runs {t64:.3f} s: "
+          f"{64 * steps / t64:.3g} net-steps/s | 1-run sweep {t1:.3f} s: {steps / t1:.3g} net-steps/s | "
+          f"aedyn.simulate {ts_:.3f} s: {steps / ts_:.3g} net-steps/s | speed-up vs simulate "
+          f"{64 * steps / t64 / (steps / ts_):.1f}x |")
+
+
+def grad_case(cov, T, repeat, solver, label):
+    ts = aedyn.log_times(T, 50)
+    kw = dict(K=2, seeds=(0,), ts=ts, solver=solver)
+    curve = ob.make_curve(cov, **kw)
+    curve_fwd = ob.make_curve(cov, adjoint=diffrax.ForwardMode(), **kw)
+    theta = {"lr": 0.5, "init_scale": 0.1, "weight_decay": 0.01, "rho": jnp.asarray(cov.eigvals)}
+    obj = lambda c: ob.log_time_area(ts, c)  # noqa: E731
+    f = jax.jit(lambda t: obj(curve(t)))
+    vg = jax.jit(jax.value_and_grad(lambda t: obj(curve(t))))
+    ff = jax.jit(lambda t: obj(curve_fwd(t)))
+    vgf = jax.jit(lambda t: ob.value_and_grad(lambda u: obj(curve_fwd(u)), t, mode="forward"))
+    for g in (f, vg, vgf):
+        jax.block_until_ready(g(theta))
+    tf, _ = best(lambda: f(theta), repeat)
+    tr, _ = best(lambda: vg(theta), repeat)
+    tw, _ = best(lambda: vgf(theta), repeat)
+    del ff
+    print(f"| value-and-grad, {label}, t={T:g}, 5 parameters | forward solve {tf * 1e3:.1f} ms | reverse "
+          f"{tr * 1e3:.1f} ms ({tr / tf:.2f}x) | forward mode {tw * 1e3:.1f} ms ({tw / tf:.2f}x) |")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--quick", action="store_true")
+    a = ap.parse_args()
+    D = 500
+    cov = aedyn.spiked_covariance(jax.random.key(1), D, [2.0, 1.0])
+    grid = dict(lr=[0.05, 0.1, 0.2, 0.4], seed=[0, 1, 2, 3], init_scale=[0.05, 0.1, 0.2, 0.3])
+    print(f"devices: {jax.devices()}")
+    theory_case(cov, grid, aedyn.log_times(100.0, 50), a.repeat, "reduced form (Kvaerno5), t=100")
+    theory_case(cov, grid, aedyn.log_times(100.0, 50), a.repeat, "reduced form (Tsit5), t=100", diffrax.Tsit5())
+    Df = 100 if a.quick else 500
+    covf = aedyn.spiked_covariance(jax.random.key(1), Df, [2.0, 1.0]).full()
+    theory_case(covf, grid, aedyn.log_times(10.0, 30), max(1, a.repeat - 1),
+                f"full spectrum D={Df} (Tsit5), t=10")
+    sgd_case(cov, 1.0 if a.quick else 4.0, a.repeat, jnp.float64)
+    sgd_case(cov, 1.0 if a.quick else 4.0, a.repeat, jnp.float32)
+    grad_case(cov, 50.0, a.repeat, None, "Tsit5")
+    grad_case(cov, 50.0, a.repeat, diffrax.Kvaerno5(), "Kvaerno5")
+
+
+if __name__ == "__main__":
+    main()
