@@ -99,9 +99,11 @@ def sgd_step(
     gp = net.activation.derivative(lam)
     if rule == "vanilla":
         delta = x - h @ dec  # (D,)
-        err = dec @ delta  # e_k = v^k . Delta
+        # e_k = v^k . Delta and |Delta|^2 in one matrix-vector product (fewer kernels per step).
+        r = jnp.concatenate([dec, delta[None, :]], axis=0) @ delta
+        err = r[:-1]
         hebb = h[:, None] * delta[None, :]  # g(lambda^k) Delta_k
-        loss = 0.5 * jnp.dot(delta, delta)
+        loss = 0.5 * r[-1]
     else:
         # Delta_k = x - sum_{a<=k} v^a g(lambda^a): a cumulative sum over units.
         deltas = x[None, :] - jnp.cumsum(h[:, None] * dec, axis=0)  # (K, D)

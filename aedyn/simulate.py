@@ -34,9 +34,25 @@ def _sample_block(data, key, B, dtype):
     return data[idx].astype(dtype)
 
 
-def _advance(net, n, div, target, data, key, lr, weight_decay, limit, rule, block):
-    """Run SGD steps n .. target-1; stop early at a diverging step (recorded in ``div``)."""
+def _advance(net, n, div, target, data, key, lr, weight_decay, limit, rule, block, unroll):
+    """Run SGD steps n .. target-1; stop early at a diverging step (recorded in ``div``).
+
+    Block ``blk`` holds steps blk * block .. (blk + 1) * block - 1 and its samples come from
+    ``fold_in(key, blk)``. A block run in full (the common case) takes the fast path: an unmasked
+    ``lax.scan`` that also tracks the largest loss; if a step of it diverged, the block is thrown
+    away and redone by the exact path. The exact path (partial blocks at the ends of a recording
+    interval, or a diverging block) steps through the active range only, and keeps the network of
+    the last good step. Both paths apply the same ``sgd_step`` to the same samples, so the result
+    does not depend on which path ran (``tests/test_simulate_speedpath.py``).
+
+    The rare paths are entered through ``lax.cond`` and a ``while_loop`` that runs at most once, so
+    that under ``vmap`` (batched predicates) the exact path costs nothing unless some batch member
+    needs it.
+    """
     dtype = net.W.dtype
+
+    def stepper(net, x):
+        return sgd_step(net, x, lr, rule=rule, weight_decay=weight_decay)
 
     def cond(c):
         _, n, div = c
@@ -45,23 +61,47 @@ def _advance(net, n, div, target, data, key, lr, weight_decay, limit, rule, bloc
     def body(c):
         net, n, div = c
         blk = n // block
-        off = n - blk * block
+        first = blk * block
+        lo = n - first  # first active step in the block
+        hi = jnp.minimum(target - first, block)  # one past the last active step
         X = _sample_block(data, jax.random.fold_in(key, blk), block, dtype)
 
-        def step(c2, inp):
-            net, div = c2
-            i, x = inp
-            s = blk * block + i
-            new, loss = sgd_step(net, x, lr, rule=rule, weight_decay=weight_decay)
-            bad = ~jnp.isfinite(loss) | (loss > limit)
-            active = (i >= off) & (s < target) & (div < 0)
-            div = jnp.where(active & bad, s, div).astype(jnp.int32)
-            ok = active & ~bad
-            net = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, net)
-            return (net, div), None
+        def fast(net):
+            def step(c2, x):
+                net, worst = c2
+                new, loss = stepper(net, x)
+                return (new, jnp.maximum(worst, loss)), None  # NaN propagates
 
-        (net, div), _ = jax.lax.scan(step, (net, div), (jnp.arange(block, dtype=jnp.int32), X))
-        return net, jnp.minimum((blk + 1) * block, target).astype(jnp.int32), div
+            (new, worst), _ = jax.lax.scan(step, (net, jnp.zeros((), dtype)), X, unroll=unroll)
+            return new, worst <= limit  # False for NaN and inf
+
+        def skip(net):
+            return net, jnp.asarray(False)
+
+        full = (lo == 0) & (hi == block)
+        new, ok = jax.lax.cond(full, fast, skip, net)
+
+        def exact(c2):
+            net, div, _ = c2
+
+            def econd(c3):
+                _, i, div = c3
+                return (i < hi) & (div < 0)
+
+            def estep(c3):
+                net, i, div = c3
+                new, loss = stepper(net, jax.lax.dynamic_index_in_dim(X, i, keepdims=False))
+                bad = ~jnp.isfinite(loss) | (loss > limit)
+                net = jax.tree_util.tree_map(lambda a, b: jnp.where(bad, b, a), new, net)
+                div = jnp.where(bad, first + i, div).astype(jnp.int32)
+                return net, i + 1, div
+
+            net, _, div = jax.lax.while_loop(econd, estep, (net, lo, div))
+            return net, div, jnp.asarray(False)
+
+        net_e, div, _ = jax.lax.while_loop(lambda c2: c2[2], exact, (net, div, ~ok))
+        net = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, net_e)
+        return net, (first + hi).astype(jnp.int32), div
 
     return jax.lax.while_loop(cond, body, (net, n, div))
 
@@ -79,6 +119,7 @@ def simulate_core(
     block: int = 128,
     n0=0,
     div0=-1,
+    unroll: int = 4,
 ):
     """The traceable simulation: jit-, vmap- and shard-compatible.
 
@@ -91,7 +132,7 @@ def simulate_core(
 
     def record(carry, target):
         net, n, div = carry
-        net, n, div = _advance(net, n, div, target, data, key, lr, wd, limit, rule, block)
+        net, n, div = _advance(net, n, div, target, data, key, lr, wd, limit, rule, block, unroll)
         e = pmse(net, covd)
         ov = overlaps(net, covd)
         e = jnp.where(div >= 0, jnp.nan, e)
