@@ -15,7 +15,6 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from . import _random
 from ._checks import is_concrete
 
 __all__ = ["Covariance", "spiked_covariance"]
@@ -176,12 +175,11 @@ class Covariance(eqx.Module):
         dtype = dtype or self.eigvecs.dtype
         U = self.eigvecs.astype(dtype)
         kz, kx = jax.random.split(key)
-        # _random.normal == jax.random.normal bit for bit (unrolled threefry: faster on CPU).
-        z = _random.normal(kz, (n, self.n_modes), dtype) * jnp.sqrt(self.eigvals).astype(dtype)[None, :]
+        z = jax.random.normal(kz, (n, self.n_modes), dtype) * jnp.sqrt(self.eigvals).astype(dtype)[None, :]
         if self.n_bulk == 0:
             return z @ U.T
         s = jnp.sqrt(self.bulk).astype(dtype)
-        xi = _random.normal(kx, (n, self.dim), dtype)
+        xi = jax.random.normal(kx, (n, self.dim), dtype)
         if self.n_modes <= 16 and n * self.n_modes * self.dim <= 2**22:
             # xi U as a broadcast multiply-and-reduce rather than a dot: with a dot consumer, XLA
             # (CPU) splits the Gaussian generator into several kernels that each recompute the
