@@ -118,13 +118,16 @@ def init_autoencoder(
     if is_concrete(scale) and float(scale) < 0:
         raise ValueError(f"scale: expected a non-negative initial scale, got {scale}")
     kw, kv = jax.random.split(key)
-    scale = jnp.asarray(scale, dtype)
+    # Draw in float64 and cast, so that one key gives the same initial weights in every dtype
+    # (a float32 simulation and the float64 theory start from the same network).
+    hi = jnp.float64 if jax.config.jax_enable_x64 else jnp.float32
+    scale = jnp.asarray(scale, hi)
     if tied:
-        W = scale * jax.random.normal(kw, (K, D), dtype) / jnp.sqrt(jnp.asarray(D, dtype))
+        W = (scale * jax.random.normal(kw, (K, D), hi) / jnp.sqrt(jnp.asarray(D, hi))).astype(dtype)
         V = None
     else:
-        W = scale * jax.random.normal(kw, (K, D), dtype)
-        V = scale * jax.random.normal(kv, (K, D), dtype)
+        W = (scale * jax.random.normal(kw, (K, D), hi)).astype(dtype)
+        V = (scale * jax.random.normal(kv, (K, D), hi)).astype(dtype)
     b = None if bias is None else jnp.full((K,), bias, dtype)
     return AutoEncoder(W, V, activation, b, tied)
 

@@ -71,8 +71,7 @@ TS_FIT = aedyn.log_times(250.0, 40)
 
 @pytest.fixture(scope="module")
 def observed(cov):
-    """Mean of 5 SGD runs, D = 500, eta = 0.1, initial scale 0.1 (float64: float32 SGD is biased
-    by rounding of the O(eta / D^2) encoder updates, by up to 6% here)."""
+    """Mean of 5 SGD runs, D = 500, eta = 0.1, initial scale 0.1, in float64."""
     sim = sweeps.sweep_simulation(cov, K=K, grid=dict(seed=range(5)), base=dict(lr=0.1, init_scale=0.1),
                                   ts=TS_FIT, dtype=jnp.float64)
     assert not sim.failed.any()
