@@ -414,6 +414,25 @@ def compare(
         typer.echo(f"  {p}")
 
 
+@app.command("finite-size")
+@_library_errors
+def finite_size(
+    quick: bool = typer.Option(False, "--quick", help="Fewer learning rates and seeds, shorter horizon."),
+    out: Path = typer.Option(Path("docs"), "--out", help="Folder for finite_size.md and finite_size.png."),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="Folder for resumable sweep chunks."),
+    Ds: str = typer.Option("250,500,1000,2000", "--Ds", help="Comma-separated input dimensions."),
+    T: Optional[float] = typer.Option(None, "--T", help="Horizon t of each run (default 20, quick 5)."),
+):
+    """The finite-size study: for each D, the learning rate at which SGD first departs from the
+    theory by 5% and the one at which it diverges (a figure and a table)."""
+    from .studies import finite_size as study
+
+    argv = ["--out", str(out), "--Ds", Ds] + (["--quick"] if quick else [])
+    argv += [] if cache is None else ["--cache", str(cache)]
+    argv += [] if T is None else ["--T", str(T)]
+    study.main(argv)
+
+
 def main():  # pragma: no cover - console entry point
     app()
 
