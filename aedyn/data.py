@@ -175,11 +175,16 @@ class Covariance(eqx.Module):
         dtype = dtype or self.eigvecs.dtype
         U = self.eigvecs.astype(dtype)
         kz, kx = jax.random.split(key)
-        z = jax.random.normal(kz, (n, self.n_modes), dtype) * jnp.sqrt(self.eigvals).astype(dtype)[None, :]
+        # The non-partitionable threefry stream (a documented JAX option, fixed here so that every
+        # sample of aedyn comes from one stream) draws Gaussians ~1.3x faster on CPU; generating
+        # them is the simulator's largest cost (benchmarks/RESULTS.md).
+        with jax.threefry_partitionable(False):
+            z = jax.random.normal(kz, (n, self.n_modes), dtype)
+            xi = None if self.n_bulk == 0 else jax.random.normal(kx, (n, self.dim), dtype)
+        z = z * jnp.sqrt(self.eigvals).astype(dtype)[None, :]
         if self.n_bulk == 0:
             return z @ U.T
         s = jnp.sqrt(self.bulk).astype(dtype)
-        xi = jax.random.normal(kx, (n, self.dim), dtype)
         if self.n_modes <= 16 and n * self.n_modes * self.dim <= 2**22:
             # xi U as a broadcast multiply-and-reduce rather than a dot: with a dot consumer, XLA
             # (CPU) splits the Gaussian generator into several kernels that each recompute the
