@@ -421,7 +421,8 @@ def finite_size(
     out: Path = typer.Option(Path("docs"), "--out", help="Folder for finite_size.md and finite_size.png."),
     cache: Optional[Path] = typer.Option(None, "--cache", help="Folder for resumable sweep chunks."),
     Ds: str = typer.Option("250,500,1000,2000", "--Ds", help="Comma-separated input dimensions."),
-    T: Optional[float] = typer.Option(None, "--T", help="Horizon t of each run (default 20, quick 5)."),
+    S: Optional[float] = typer.Option(None, "--S", help="Horizon in eta * t of each run (default 50, quick 20)."),
+    T: Optional[float] = typer.Option(None, "--T", help="Minimum horizon in t of each run (default 20, quick 10)."),
 ):
     """The finite-size study: for each D, the learning rate at which SGD first departs from the
     theory by 5% and the one at which it diverges (a figure and a table)."""
@@ -429,6 +430,7 @@ def finite_size(
 
     argv = ["--out", str(out), "--Ds", Ds] + (["--quick"] if quick else [])
     argv += [] if cache is None else ["--cache", str(cache)]
+    argv += [] if S is None else ["--S", str(S)]
     argv += [] if T is None else ["--T", str(T)]
     study.main(argv)
 

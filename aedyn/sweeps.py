@@ -22,6 +22,11 @@ network is ``init_autoencoder(k_net, D, K, scale=init_scale, ...)`` and SGD draw
 from ``k_data``. The theory starts from the exact order parameters of the same network, so a
 theory sweep and an SGD sweep with the same seeds are directly comparable.
 
+Theory solver: with ``solver=None`` the batch is solved with Tsit5 limited to
+:data:`aedyn.theory.solve.EXPLICIT_STEPS` steps, and the configurations that reach the limit
+(stiff: long horizons near convergence) are solved again, batched, with Kvaerno5;
+``status["implicit"]`` says which (the policy of :func:`aedyn.theory.solve`).
+
 Resumability: with ``out=<folder>`` the configurations are run in chunks of ``chunk_size``;
 each finished chunk is written atomically (``chunk_00000.npz``, ...) next to ``meta.json`` (a
 fingerprint of the whole sweep). A sweep restarted with the same arguments loads the chunks on
@@ -454,7 +459,8 @@ def _theory_fn(D, K, activation, bias, n_bulk, rule, method, solver, rtol, atol,
         )
         e = jax.vmap(lambda s: theory_pmse(s, params))(ys)
         ok = (result == diffrax.RESULTS.successful) & jnp.all(jnp.isfinite(e))
-        return {"pmse": e, "ok": ok, "num_steps": jnp.asarray(nsteps, jnp.int64)}
+        return {"pmse": e, "ok": ok, "num_steps": jnp.asarray(nsteps, jnp.int64),
+                "max_steps_reached": result == diffrax.RESULTS.max_steps_reached}
 
     return fn
 
@@ -538,7 +544,8 @@ def sweep_theory(
         base: values of parameters not swept (defaults lr=0.1, seed=0, init_scale=0.1,
             weight_decay=0, rho=cov.eigvals).
         ts: times (default 100 log-spaced times from 0.01 to 100).
-        method, solver, rtol, atol, max_steps: as :func:`aedyn.theory.solve`.
+        method, solver, rtol, atol, max_steps: as :func:`aedyn.theory.solve` (``solver=None``:
+            Tsit5, the stiff configurations redone with Kvaerno5; see the module docstring).
         devices: devices of the mesh (default: all); an int takes the first n local devices.
         chunk_size: configurations per chunk (rounded up to a multiple of the device count;
             default all in one chunk).
@@ -567,28 +574,49 @@ def sweep_theory(
     ts = check_times(log_times(100.0) if ts is None else ts)
     D, N = cov.dim, cov.n_modes
     flat, axes, coords, shape = _expand(grid, configs, base, N, np.asarray(cov.eigvals, np.float64))
-    if solver is None:
-        from .theory.solve import default_solver
+    from .theory.solve import EXPLICIT_STEPS, default_solver, stiff_solver
 
-        solver = default_solver(init_state(initial_network(0, D, K, activation=activation, bias=bias), cov))
+    fallback = None
+    if solver is None:
+        state_probe = init_state(initial_network(0, D, K, activation=activation, bias=bias), cov)
+        solver, fallback = default_solver(state_probe), stiff_solver(state_probe)
         solver_key = "default:" + type(solver).__name__
     else:
         solver_key = id(solver)
         _CACHE.setdefault(("solver", id(solver)), solver)  # keep it alive so its id stays unique
+    first_max = max_steps if fallback is None else min(EXPLICIT_STEPS, max_steps)
     devs = _devices(devices)
-    key = ("theory", D, N, K, act.name, bias, cov.n_bulk, rule, method, solver_key, rtol, atol, max_steps)
-    fn = _theory_fn(D, K, act, bias, cov.n_bulk, rule, method, solver, rtol, atol, max_steps)
     shared = {
         "U": np.asarray(cov.eigvecs, np.float64),
         "bulk": np.asarray(cov.bulk, np.float64),
         "ts": np.asarray(ts, np.float64),
     }
     meta = {"kind": "theory", "D": D, "K": K, "activation": act.name, "bias": bias, "rule": rule, "method": method,
-            "solver": type(solver).__name__, "rtol": rtol, "atol": atol, "max_steps": max_steps}
-    res = _run_chunks(fn, flat, shared, devs, key, chunk_size=chunk_size, out=out, meta=meta, progress=progress,
-                      callback=callback, desc="theory sweep")
+            "solver": type(solver).__name__, "rtol": rtol, "atol": atol, "max_steps": first_max}
+
+    def run(slv, skey, steps, flat_part, folder, desc):
+        key = ("theory", D, N, K, act.name, bias, cov.n_bulk, rule, method, skey, rtol, atol, steps)
+        fn = _theory_fn(D, K, act, bias, cov.n_bulk, rule, method, slv, rtol, atol, steps)
+        m = {**meta, "solver": type(slv).__name__, "max_steps": steps}
+        return _run_chunks(fn, flat_part, shared, devs, key, chunk_size=chunk_size, out=folder, meta=m,
+                           progress=progress, callback=callback, desc=desc)
+
+    res = run(solver, solver_key, first_max, flat, out, "theory sweep")
+    implicit = np.zeros(len(flat["seed"]), bool)
+    stiff = np.where(res["max_steps_reached"])[0] if fallback is not None and first_max < max_steps else []
+    if len(stiff):
+        # THEORY.md §4: the explicit solves that hit EXPLICIT_STEPS are stiff: redo them implicitly.
+        sub = {k: v[stiff] for k, v in flat.items()}
+        res2 = run(fallback, "stiff:" + type(fallback).__name__, max_steps, sub,
+                   None if out is None else os.path.join(out, "stiff"), "theory sweep (stiff)")
+        for k in res:
+            res[k][stiff] = res2[k]
+        implicit[stiff] = True
+    meta["stiff_solver"] = None if fallback is None else type(fallback).__name__
+    meta["explicit_steps"] = first_max
     params = _params(flat, shape, K)
-    status = {"ok": res["ok"].reshape(shape), "num_steps": res["num_steps"].reshape(shape)}
+    status = {"ok": res["ok"].reshape(shape), "num_steps": res["num_steps"].reshape(shape),
+              "implicit": implicit.reshape(shape)}
     return SweepResult("theory", axes, coords, np.asarray(ts), res["pmse"].reshape(shape + (len(ts),)), params,
                        status, {**meta, "devices": len(devs)})
 

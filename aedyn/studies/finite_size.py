@@ -1,21 +1,24 @@
 """Finite-size study: where online SGD leaves the first-order theory, and where it diverges.
 
     python -m aedyn.studies.finite_size [--quick] [--out docs] [--cache DIR]
+    aedyn finite-size [--quick] ...                     (the same, from the CLI)
 
 For each D in 250, 500, 1000, 2000 (spiked model, spike strengths (2, 1), unit bulk; K = 2, erf)
-and a log grid of learning rates eta (= eta_W = eta_V), it runs SGD (float64, several seeds, one
-vectorised sweep per D) and the theory from the same initial networks, and measures the gap
+and a log grid of learning rates eta (= eta_W = eta_V = eta_b), it runs SGD (several seeds, one
+vectorised sweep per (D, eta)) and the theory from the same initial networks, and measures
 
     gap(eta) = max_t |<pmse_SGD>(t) - <pmse_theory>(t)| / <pmse_theory>(t)
 
-over t in [0.01, T] (means over seeds; a run that diverged counts as departed). It reports the
-learning rate where the gap first reaches 5% (log-interpolated between grid points) and the
-smallest eta at which some SGD run diverged (and at which all did), then writes a figure and a
-table to ``<out>/finite_size.md`` and ``<out>/finite_size.png``.
+(means over seeds; a run that diverged counts as departed). Each run covers the same stretch of
+the learning curve, s = eta * t in [s_lo, S] (the first-order dynamics depend on eta * t only:
+plateau, escapes, convergence), and at least T_min units of t = steps / D, so that large learning
+rates run long enough to diverge or to sit at their noise floor. The study reports the learning
+rate where the gap first reaches 5% (log-interpolated between grid points) and the smallest eta at
+which some SGD run diverged (and at which all did), and writes a two-panel figure and tables to
+``<out>/finite_size.md`` and ``<out>/finite_size.png``.
 
-The theory uses that with equal learning rates and no weight decay the first-order dynamics
-depend on eta * t only: one solve per seed at eta = 1 on a fine grid of s = eta * t, evaluated
-at s = eta * t for every eta (log-log interpolation between 600 grid points per decade span).
+The theory uses the eta * t invariance: one solve per seed at eta = 1 on a fine grid of s,
+evaluated at s = eta * t for every eta (log-log interpolation between 200 grid points per decade).
 
 Entry point for a CLI: :func:`main` (argv list) or :func:`run` (keyword arguments).
 """
@@ -31,7 +34,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import sweeps
-from .._checks import log_times
 from ..data import spiked_covariance
 from ..trajectory import atomic_write
 
@@ -54,74 +56,91 @@ def departure(etas, gaps, level=0.05):
     return float(np.exp(np.log(etas[i - 1]) + f * (np.log(etas[i]) - np.log(etas[i - 1]))))
 
 
-def _theory_curves(cov, seeds, ts, etas, init_scale, chunk_size, cache):
-    s_min, s_max = etas.min() * ts[0], etas.max() * ts[-1]
-    s_grid = np.geomspace(s_min * 0.999, s_max * 1.001, 600)
+def _theory_curve(cov, seeds, s_lo, s_hi, init_scale, cache):
+    """(s grid, pmse (seed, s)) of the theory at eta = 1."""
+    n = int(np.ceil(200 * np.log10(s_hi / s_lo))) + 2
+    s_grid = np.geomspace(s_lo * 0.999, s_hi * 1.001, n)
     res = sweeps.sweep_theory(cov, grid=dict(seed=seeds), base=dict(lr=1.0, init_scale=init_scale), ts=s_grid,
-                              out=cache, chunk_size=chunk_size)
+                              out=cache)
     if not res.status["ok"].all():
         raise RuntimeError("finite_size: a theory solve failed")
+    return s_grid, res.pmse
+
+
+def _at(s_grid, curves, s):
+    """The theory curves (seed, s_grid) at s (log-log interpolation)."""
     ls = np.log(s_grid)
-    out = np.empty((len(etas), len(seeds), len(ts)))
-    for j in range(len(seeds)):
-        lp = np.log(res.pmse[j])
-        for i, eta in enumerate(etas):
-            out[i, j] = np.exp(np.interp(np.log(eta * ts), ls, lp))
-    return out
+    return np.stack([np.exp(np.interp(np.log(s), ls, np.log(c))) for c in curves])
+
+
+def horizon(eta, S, T_min):
+    """t_end of a run at learning rate eta: s = eta * t up to S, and at least T_min."""
+    return max(S / eta, T_min)
 
 
 def run(
     Ds=(250, 500, 1000, 2000),
     etas=None,
-    seeds=(0, 1, 2),
-    T: float = 20.0,
+    seeds=(0, 1, 2, 3),
+    S: float = 50.0,
+    T_min: float = 20.0,
+    s_lo: float = 0.05,
     n_times: int = 40,
     init_scale: float = 0.1,
     level: float = 0.05,
+    dtype=jnp.float32,
     out: str = "docs",
     cache: str | None = None,
     progress: bool = True,
     quick: bool = False,
 ):
     """Run the study and write ``<out>/finite_size.md`` and ``.png``; returns the table rows."""
-    etas = np.geomspace(0.1, 3000.0, 16) if etas is None else np.asarray(etas, float)
-    ts = log_times(T, n_times)
+    etas = np.geomspace(0.25, 4000.0, 15) if etas is None else np.asarray(etas, float)
     rows, curves = [], {}
     t_start = time.perf_counter()
     for D in Ds:
         t0 = time.perf_counter()
         cov = spiked_covariance(jax.random.key(1), D, [2.0, 1.0])
         sub = None if cache is None else os.path.join(cache, f"D={D}")
-        sim = sweeps.sweep_simulation(
-            cov, grid=dict(lr=etas, seed=list(seeds)), base=dict(init_scale=init_scale), ts=ts,
-            dtype=jnp.float64, chunk_size=len(seeds) * 2, progress=progress,
-            out=None if sub is None else os.path.join(sub, "sgd"),
-        )
-        theory = _theory_curves(cov, list(seeds), ts, etas, init_scale, None,
-                                None if sub is None else os.path.join(sub, "theory"))
-        div = sim.status["diverged"]  # (eta, seed)
+        s_hi = max(eta * horizon(eta, S, T_min) for eta in etas)
+        s_grid, th = _theory_curve(cov, list(seeds), s_lo, s_hi, init_scale,
+                                   None if sub is None else os.path.join(sub, "theory"))
         gaps = np.empty(len(etas))
-        for i in range(len(etas)):
-            if div[i].any():
+        div_any, div_all = np.zeros(len(etas), bool), np.zeros(len(etas), bool)
+        for i, eta in enumerate(etas):
+            t_end = horizon(eta, S, T_min)
+            t_lo = max(s_lo / eta, 1.0 / D)
+            sim = sweeps.sweep_simulation(
+                cov, grid=dict(seed=list(seeds)), base=dict(lr=eta, init_scale=init_scale),
+                ts=np.geomspace(t_lo, t_end, n_times), dtype=dtype, progress=False,
+                out=None if sub is None else os.path.join(sub, f"sgd_eta={eta:.6g}"),
+            )
+            div = sim.status["diverged"]
+            div_any[i], div_all[i] = div.any(), div.all()
+            if div.any():
                 gaps[i] = np.inf
                 continue
-            m_sgd, m_th = sim.pmse[i].mean(0), theory[i].mean(0)
+            m_sgd = sim.pmse.mean(0)
+            m_th = _at(s_grid, th, eta * sim.ts).mean(0)
             gaps[i] = np.max(np.abs(m_sgd - m_th) / m_th)
-        any_div = etas[div.any(1)]
-        all_div = etas[div.all(1)]
+            if progress:
+                print(f"  D={D} eta={eta:.3g}: t <= {t_end:.3g}, gap {gaps[i]:.3g}", flush=True)
         row = {
             "D": D,
             "eta_depart": departure(etas, gaps, level),
-            "eta_diverge_any": float(any_div.min()) if any_div.size else None,
-            "eta_diverge_all": float(all_div.min()) if all_div.size else None,
+            "eta_diverge_any": float(etas[div_any].min()) if div_any.any() else None,
+            "eta_diverge_all": float(etas[div_all].min()) if div_all.any() else None,
             "seconds": time.perf_counter() - t0,
         }
         rows.append(row)
         curves[D] = gaps
-        print(f"D={D}: departs ({level:.0%}) at eta ~ {row['eta_depart']}, first divergence at eta = "
-              f"{row['eta_diverge_any']}, all diverge at {row['eta_diverge_all']} ({row['seconds']:.0f} s)", flush=True)
+        print(f"D={D}: departs ({level:.0%}) at eta ~ {_fmt(row['eta_depart'])}, first divergence at eta = "
+              f"{_fmt(row['eta_diverge_any'])}, all diverge at {_fmt(row['eta_diverge_all'])} "
+              f"({row['seconds']:.0f} s)", flush=True)
     total = time.perf_counter() - t_start
-    _write(out, rows, curves, etas, ts, seeds, T, level, init_scale, total, quick)
+    settings = dict(seeds=len(seeds), S=S, T_min=T_min, s_lo=s_lo, n_times=n_times, init_scale=init_scale,
+                    level=level, dtype=jnp.dtype(dtype).name, total=total, quick=quick)
+    _write(out, rows, curves, etas, settings)
     return rows
 
 
@@ -129,69 +148,99 @@ def _fmt(x):
     return "—" if x is None else f"{x:.3g}"
 
 
-def _write(out, rows, curves, etas, ts, seeds, T, level, init_scale, total, quick):
+def _write(out, rows, curves, etas, st):
+    import json
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     os.makedirs(out, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 4))
     for r in rows:
         g = curves[r["D"]]
         fin = np.isfinite(g)
-        (line,) = ax.loglog(etas[fin], np.maximum(g[fin], 1e-6), "o-", label=f"D = {r['D']}")
+        (line,) = ax.loglog(etas[fin], np.maximum(g[fin], 1e-6), "o-", ms=4, label=f"D = {r['D']}")
         if r["eta_diverge_any"] is not None:
             ax.axvline(r["eta_diverge_any"], color=line.get_color(), ls=":", lw=1)
-    ax.axhline(level, color="k", ls="--", lw=1, label=f"{level:.0%}")
+    ax.axhline(st["level"], color="k", ls="--", lw=1, label=f"{st['level']:.0%}")
     ax.set_xlabel(r"learning rate $\eta$")
     ax.set_ylabel(r"max$_t$ |SGD - theory| / theory")
-    ax.set_title("SGD vs first-order theory (dotted: first divergence)")
+    ax.set_title("SGD vs first-order theory (dotted: first divergence)", fontsize=9)
     ax.legend(fontsize=8)
+    Ds = np.array([r["D"] for r in rows], float)
+    for key, label, mk in (("eta_depart", f"SGD departs by {st['level']:.0%}", "o-"),
+                           ("eta_diverge_any", "first divergence", "s--")):
+        v = np.array([np.nan if r[key] is None else r[key] for r in rows], float)
+        bx.loglog(Ds, v, mk, label=label)
+    bx.loglog(Ds, Ds / Ds[0] * (rows[0]["eta_depart"] or 1.0), "k:", lw=1, label=r"$\propto D$")
+    bx.set_xlabel("input dimension D")
+    bx.set_ylabel(r"learning rate $\eta$")
+    bx.set_title("thresholds vs D", fontsize=9)
+    bx.legend(fontsize=8)
     fig.tight_layout()
     png = os.path.join(out, "finite_size.png")
     fig.savefig(png + ".tmp.png", dpi=120)
     os.replace(png + ".tmp.png", png)
     plt.close(fig)
+    cmd = "python -m aedyn.studies.finite_size" + (" --quick" if st["quick"] else "")
     lines = [
         "# Finite-size study: where SGD leaves the first-order theory",
         "",
-        "Produced by `python -m aedyn.studies.finite_size" + (" --quick" if quick else "") + "` "
-        f"(total {total:.0f} s on {os.cpu_count()} CPU cores).",
+        f"Produced by `{cmd}` (or `aedyn finite-size{' --quick' if st['quick'] else ''}`), "
+        f"total {st['total']:.0f} s on {os.cpu_count()} CPU cores.",
         "",
-        f"Spiked model, spike strengths (2, 1) (eigenvalues ~ 4D + 1, D + 1), unit bulk; K = 2, erf, "
-        f"vanilla rule, eta_W = eta_V = eta_b = eta, initial scale {init_scale}, no weight decay; SGD in float64, "
-        f"{len(seeds)} seeds; times t in [0.01, {T:g}] ({len(ts)} log-spaced points); learning rates "
-        f"{etas.min():.3g} .. {etas.max():.3g} ({len(etas)} log-spaced). Gap = max over t of "
-        "|mean SGD pmse - mean theory pmse| / mean theory pmse, theory from the same initial networks. "
-        f"'Departs' is where the gap first reaches {level:.0%} (log-interpolated); a diverged run counts as departed.",
+        "Spiked model, spike strengths (2, 1) (eigenvalues ~ 4D + 1, D + 1), unit bulk; K = 2, erf, vanilla rule, "
+        f"eta_W = eta_V = eta_b = eta, initial scale {st['init_scale']}, no weight decay; SGD in {st['dtype']}, "
+        f"{st['seeds']} seeds per point, theory from the same initial networks. Each run covers "
+        f"eta t in [{st['s_lo']:g}, {st['S']:g}] (the same stretch of the learning curve for every eta) and "
+        f"at least t = {st['T_min']:g} (= {st['T_min']:g} D steps), {st['n_times']} log-spaced times. "
+        "Gap = max over those times of |mean SGD pmse - mean theory pmse| / mean theory pmse. "
+        f"'Departs' is where the gap first reaches {st['level']:.0%} (log-interpolated between grid points); "
+        "a diverged run counts as departed.",
         "",
-        "| D | eta where SGD departs by 5% | smallest eta with a diverging run | smallest eta where all runs diverge |",
-        "|---|---|---|---|",
+        f"| D | eta where SGD departs by {st['level']:.0%} | (eta_depart / D) | smallest eta with a diverging run "
+        "| smallest eta where all runs diverge | seconds |",
+        "|---|---|---|---|---|---|",
     ]
     for r in rows:
-        lines.append(f"| {r['D']} | {_fmt(r['eta_depart'])} | {_fmt(r['eta_diverge_any'])} | {_fmt(r['eta_diverge_all'])} |")
+        ratio = None if r["eta_depart"] is None else r["eta_depart"] / r["D"]
+        lines.append(f"| {r['D']} | {_fmt(r['eta_depart'])} | {_fmt(ratio)} | {_fmt(r['eta_diverge_any'])} | "
+                     f"{_fmt(r['eta_diverge_all'])} | {r['seconds']:.0f} |")
     lines += ["", "![gap vs eta](finite_size.png)", "", "Gap per learning rate (inf: diverged):", "",
               "| eta | " + " | ".join(f"D={r['D']}" for r in rows) + " |",
               "|---|" + "---|" * len(rows)]
     for i, e in enumerate(etas):
         lines.append(f"| {e:.3g} | " + " | ".join(f"{curves[r['D']][i]:.3g}" for r in rows) + " |")
     atomic_write(os.path.join(out, "finite_size.md"), "\n".join(lines) + "\n")
+    res = {"settings": st, "etas": etas.tolist(), "rows": rows,
+           "gaps": {str(r["D"]): [None if not np.isfinite(g) else float(g) for g in curves[r["D"]]] for r in rows}}
+    atomic_write(os.path.join(out, "finite_size.json"), json.dumps(res, indent=1))
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m aedyn.studies.finite_size", description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="fewer learning rates, seeds and a shorter horizon")
-    ap.add_argument("--out", default="docs", help="folder for finite_size.md and finite_size.png")
+    ap.add_argument("--quick", action="store_true", help="fewer learning rates and seeds, shorter horizons")
+    ap.add_argument("--out", default="docs", help="folder for finite_size.md, .png and .json")
     ap.add_argument("--cache", default=None, help="folder for resumable sweep chunks")
     ap.add_argument("--Ds", default="250,500,1000,2000")
-    ap.add_argument("--T", type=float, default=None)
+    ap.add_argument("--S", type=float, default=None, help="horizon in eta * t (default 50, quick 20)")
+    ap.add_argument("--T", type=float, default=None, help="minimum horizon in t (default 20, quick 10)")
     a = ap.parse_args(argv)
-    Ds = tuple(int(x) for x in a.Ds.split(","))
+    try:
+        Ds = tuple(int(x) for x in a.Ds.split(","))
+    except ValueError:
+        ap.error(f"--Ds: expected comma-separated integers, got {a.Ds!r}")
+    if any(D < 2 for D in Ds):
+        ap.error(f"--Ds: every D must be >= 2 (K = 2), got {a.Ds!r}")
+    for name, v in (("--S", a.S), ("--T", a.T)):
+        if v is not None and not (np.isfinite(v) and v > 0):
+            ap.error(f"{name}: expected a positive number, got {v}")
     if a.quick:
-        return run(Ds=Ds, etas=np.geomspace(0.1, 3000.0, 10), seeds=(0, 1), T=a.T or 5.0, n_times=25, out=a.out,
-                   cache=a.cache, quick=True)
-    return run(Ds=Ds, T=a.T or 20.0, out=a.out, cache=a.cache)
+        return run(Ds=Ds, etas=np.geomspace(0.25, 4000.0, 8), seeds=(0, 1), S=a.S or 20.0, T_min=a.T or 10.0,
+                   n_times=25, out=a.out, cache=a.cache, quick=True)
+    return run(Ds=Ds, S=a.S or 50.0, T_min=a.T or 20.0, out=a.out, cache=a.cache)
 
 
 if __name__ == "__main__":

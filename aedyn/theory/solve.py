@@ -16,10 +16,13 @@ from ..trajectory import Trajectory
 from .rhs import TheoryParams, rhs, theory_pmse
 from .state import TheoryState, init_state, state_overlaps
 
-__all__ = ["solve", "solve_states", "theory_params", "default_solver"]
+__all__ = ["solve", "solve_states", "theory_params", "default_solver", "stiff_solver"]
 
-#: States up to this many numbers get the implicit default solver (dense Jacobian is cheap).
+#: States up to this many numbers may fall back to the implicit solver (dense Jacobian is cheap).
 IMPLICIT_MAX_SIZE = 1024
+#: With the default solver, an explicit solve that needs more steps than this is stiff: it is
+#: redone with :func:`stiff_solver` (see :func:`default_solver`).
+EXPLICIT_STEPS = 8192
 
 
 def theory_params(cov: Covariance, lr, weight_decay=0.0) -> TheoryParams:
@@ -39,12 +42,27 @@ def _state_size(state: TheoryState) -> int:
 
 
 def default_solver(state: TheoryState):
-    """Kvaerno5 (L-stable, handles the late-time stiffness) for small states such as the reduced
-    spikes+bulk form; Tsit5 for large full-spectrum states, where a dense Jacobian of the whole
-    state would cost more than the extra explicit steps (THEORY.md §4)."""
+    """Tsit5, the first try of the default policy.
+
+    The equations are not stiff while the network learns (escapes, plateaus), and there the
+    explicit Tsit5 takes fewer steps than an implicit method at ~1/10 of the cost per step. Near
+    convergence the fast spike directions relax at rates ~ eta rho_max / D while the bulk relaxes
+    at eta sigma^2 / D (THEORY.md §4): long horizons (eta t >~ 500 in the standard example) are
+    stiff. So with ``solver=None``, :func:`solve` and :func:`aedyn.sweeps.sweep_theory` first
+    solve with Tsit5 limited to :data:`EXPLICIT_STEPS` steps and redo the solves that reach that
+    limit with :func:`stiff_solver` (small states only: for a state of more than
+    :data:`IMPLICIT_MAX_SIZE` numbers, e.g. the full-spectrum form at large D, a dense Jacobian
+    costs more than the extra explicit steps, and Tsit5 runs to ``max_steps``).
+    """
+    del state
+    return diffrax.Tsit5()
+
+
+def stiff_solver(state: TheoryState):
+    """Kvaerno5 (L-stable ESDIRK) for small states, None for states too large for a dense Jacobian."""
     if _state_size(state) <= IMPLICIT_MAX_SIZE:
         return diffrax.Kvaerno5()
-    return diffrax.Tsit5()
+    return None
 
 
 def solve_states(
@@ -64,7 +82,8 @@ def solve_states(
 ):
     """The traceable solve: states at ``ts`` (leading axis) and the diffrax result code.
 
-    jit-, vmap- and grad-compatible in ``state0`` and ``params``.
+    jit-, vmap- and grad-compatible in ``state0`` and ``params``. ``solver=None`` is Tsit5 (no
+    stiff fallback inside a trace: pass ``diffrax.Kvaerno5()`` for long, stiff horizons).
     """
     solver = solver if solver is not None else default_solver(state0)
     term = diffrax.ODETerm(lambda t, y, args: rhs(t, y, args, rule=rule, method=method, nodes=nodes))
@@ -138,7 +157,8 @@ def solve(
         init_scale: multiplies the initial weights (so the solve is differentiable in it).
         method: "stein" (hand-written, closed-form kernels), "gradient" (autodiff of the
             population error; every activation, bias, tied) or "auto" (stein where it applies).
-        solver: a diffrax solver (default :func:`default_solver`).
+        solver: a diffrax solver (default: Tsit5, redone with Kvaerno5 if stiff; see
+            :func:`default_solver`).
         rtol, atol: step-size control tolerances.
         throw: raise :class:`SolveError` if the solve fails (else NaNs and ``config["result"]``).
     """
@@ -166,9 +186,25 @@ def solve(
     ts = check_times(log_times(100.0) if ts is None else ts)
     params = theory_params(cov, lr, weight_decay)
     state0 = state0.scale(jnp.asarray(init_scale, jnp.float64))
-    ys, e, ov, result, nsteps = _solve_jit(
-        state0, params, jnp.asarray(ts), rule, method, solver, rtol, atol, max_steps, progress, nodes
-    )
+    note = None
+    if solver is None:
+        used = default_solver(state0)
+        stiff = stiff_solver(state0)
+        first_max = max_steps if stiff is None else min(EXPLICIT_STEPS, max_steps)
+        ys, e, ov, result, nsteps = _solve_jit(
+            state0, params, jnp.asarray(ts), rule, method, used, rtol, atol, first_max, progress, nodes
+        )
+        if stiff is not None and first_max < max_steps and result == diffrax.RESULTS.max_steps_reached:
+            note = f"Tsit5 reached {first_max} steps (stiff): solved again with {type(stiff).__name__}"
+            used = stiff
+            ys, e, ov, result, nsteps = _solve_jit(
+                state0, params, jnp.asarray(ts), rule, method, used, rtol, atol, max_steps, progress, nodes
+            )
+    else:
+        used = solver
+        ys, e, ov, result, nsteps = _solve_jit(
+            state0, params, jnp.asarray(ts), rule, method, solver, rtol, atol, max_steps, progress, nodes
+        )
     ok = result == diffrax.RESULTS.successful
     e = np.asarray(e)
     config = {
@@ -185,12 +221,14 @@ def solve(
         "weight_decay": float(weight_decay),
         "init_scale": float(init_scale),
         "method": method,
-        "solver": type(solver if solver is not None else default_solver(state0)).__name__,
+        "solver": type(used).__name__,
         "rtol": rtol,
         "atol": atol,
         "num_steps": int(nsteps),
-        "result": "successful" if ok else str(diffrax.RESULTS[result] if False else result),
+        "result": "successful" if ok else str(result),
     }
+    if note is not None:
+        config["solver_note"] = note
     if not ok or not np.all(np.isfinite(e)):
         bad = np.where(~np.isfinite(e))[0]
         where = f" (non-finite from t = {ts[bad[0]]:.4g})" if bad.size else ""
