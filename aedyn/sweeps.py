@@ -24,7 +24,8 @@ theory sweep and an SGD sweep with the same seeds are directly comparable.
 
 Theory solver: with ``solver=None`` the batch is solved with Tsit5 limited to
 :data:`aedyn.theory.solve.EXPLICIT_STEPS` steps, and the configurations that reach the limit
-(stiff: long horizons near convergence) are solved again, batched, with Kvaerno5;
+(stiff: long horizons near convergence) are continued, batched, with Kvaerno5 from the last
+state the explicit pass saved;
 ``status["implicit"]`` says which (the policy of :func:`aedyn.theory.solve`).
 
 Resumability: with ``out=<folder>`` the configurations are run in chunks of ``chunk_size``;
@@ -63,7 +64,7 @@ from .model import init_autoencoder, pmse
 from .rules import LearningRates, check_rule
 from .simulate import simulate_core
 from .theory.rhs import TheoryParams, theory_pmse
-from .theory.solve import solve_states
+from .theory.solve import restart_point, solve_states
 from .theory.state import init_state
 from .trajectory import atomic_write
 
@@ -445,22 +446,36 @@ def _lr(p, dtype):
     return LearningRates(p["lr_W"].astype(dtype), p["lr_V"].astype(dtype), p["lr_b"].astype(dtype))
 
 
-def _theory_fn(D, K, activation, bias, n_bulk, rule, method, solver, rtol, atol, max_steps):
+def _theory_fn(D, K, activation, bias, n_bulk, rule, method, solver, rtol, atol, max_steps, mode="plain"):
+    """Per-configuration theory solve. ``mode``: "plain"; "first" (also returns where to
+    continue: :func:`aedyn.theory.solve.restart_point`); "continue" (starts from the state
+    ``restart_<i>`` at time ``restart_t`` of the configuration)."""
+
     def fn(p, shared):
         f64 = jnp.float64
         k_net, _ = seed_keys(p["seed"])
         net = init_autoencoder(k_net, D, K, activation=activation, scale=1.0, bias=bias, dtype=f64)
         cov = Covariance(p["rho"], shared["U"], shared["bulk"], check=False)
         state0 = init_state(net, cov).scale(p["init_scale"])
+        t0 = 0.0
+        if mode == "continue":
+            leaves, treedef = jax.tree_util.tree_flatten(state0)
+            state0 = jax.tree_util.tree_unflatten(treedef, [p[f"restart_{i}"] for i in range(len(leaves))])
+            t0 = p["restart_t"]
         params = TheoryParams(_lr(p, f64), p["weight_decay"], p["rho"], shared["bulk"], n_bulk)
         ys, result, nsteps = solve_states(
             state0, params, shared["ts"], rule=rule, method=method, solver=solver, rtol=rtol, atol=atol,
-            max_steps=max_steps,
+            max_steps=max_steps, t0=t0,
         )
         e = jax.vmap(lambda s: theory_pmse(s, params))(ys)
         ok = (result == diffrax.RESULTS.successful) & jnp.all(jnp.isfinite(e))
-        return {"pmse": e, "ok": ok, "num_steps": jnp.asarray(nsteps, jnp.int64),
-                "max_steps_reached": result == diffrax.RESULTS.max_steps_reached}
+        out = {"pmse": e, "ok": ok, "num_steps": jnp.asarray(nsteps, jnp.int64),
+               "max_steps_reached": result == diffrax.RESULTS.max_steps_reached}
+        if mode == "first":
+            k, st, t_r = restart_point(state0, ys, shared["ts"])
+            out.update(restart_k=k, restart_t=t_r)
+            out.update({f"restart_{i}": leaf for i, leaf in enumerate(jax.tree_util.tree_leaves(st))})
+        return out
 
     return fn
 
@@ -594,23 +609,28 @@ def sweep_theory(
     meta = {"kind": "theory", "D": D, "K": K, "activation": act.name, "bias": bias, "rule": rule, "method": method,
             "solver": type(solver).__name__, "rtol": rtol, "atol": atol, "max_steps": first_max}
 
-    def run(slv, skey, steps, flat_part, folder, desc):
-        key = ("theory", D, N, K, act.name, bias, cov.n_bulk, rule, method, skey, rtol, atol, steps)
-        fn = _theory_fn(D, K, act, bias, cov.n_bulk, rule, method, slv, rtol, atol, steps)
+    def run(slv, skey, steps, flat_part, folder, desc, mode):
+        key = ("theory", D, N, K, act.name, bias, cov.n_bulk, rule, method, skey, rtol, atol, steps, mode)
+        fn = _theory_fn(D, K, act, bias, cov.n_bulk, rule, method, slv, rtol, atol, steps, mode)
         m = {**meta, "solver": type(slv).__name__, "max_steps": steps}
         return _run_chunks(fn, flat_part, shared, devs, key, chunk_size=chunk_size, out=folder, meta=m,
                            progress=progress, callback=callback, desc=desc)
 
-    res = run(solver, solver_key, first_max, flat, out, "theory sweep")
+    two_pass = fallback is not None and first_max < max_steps
+    res = run(solver, solver_key, first_max, flat, out, "theory sweep", "first" if two_pass else "plain")
     implicit = np.zeros(len(flat["seed"]), bool)
-    stiff = np.where(res["max_steps_reached"])[0] if fallback is not None and first_max < max_steps else []
+    stiff = np.where(res["max_steps_reached"])[0] if two_pass else []
     if len(stiff):
-        # THEORY.md §4: the explicit solves that hit EXPLICIT_STEPS are stiff: redo them implicitly.
+        # THEORY.md §4: the explicit solves that hit EXPLICIT_STEPS are stiff: continue them
+        # implicitly (batched) from the last state the explicit pass saved.
         sub = {k: v[stiff] for k, v in flat.items()}
-        res2 = run(fallback, "stiff:" + type(fallback).__name__, max_steps, sub,
-                   None if out is None else os.path.join(out, "stiff"), "theory sweep (stiff)")
-        for k in res:
-            res[k][stiff] = res2[k]
+        sub.update({k: v[stiff] for k, v in res.items() if k.startswith("restart_") and k != "restart_k"})
+        res2 = run(fallback, "stiff:" + type(fallback).__name__, max_steps - first_max, sub,
+                   None if out is None else os.path.join(out, "stiff"), "theory sweep (stiff)", "continue")
+        first = np.arange(len(ts))[None, :] <= res["restart_k"][stiff][:, None]
+        res["pmse"][stiff] = np.where(first, res["pmse"][stiff], res2["pmse"])
+        res["ok"][stiff] = res2["ok"]
+        res["num_steps"][stiff] += res2["num_steps"]
         implicit[stiff] = True
     meta["stiff_solver"] = None if fallback is None else type(fallback).__name__
     meta["explicit_steps"] = first_max

@@ -40,15 +40,18 @@ def theory_case(cov, grid, ts, repeat, label, solver=None):
     t_sweep, res = best(lambda: sweeps.sweep_theory(cov, grid=grid, ts=ts, solver=solver), repeat)
     nets = {s: sweeps.initial_network(s, D, 2, init_scale=1.0) for s in grid["seed"]}
     configs = [(lr, s, sc) for lr in grid["lr"] for s in grid["seed"] for sc in grid["init_scale"]]
-    th.solve(nets[0], cov, lr=0.1, ts=ts, solver=solver)  # compile
+    for lr in sorted(set(grid["lr"])):  # compile (both passes of the default policy)
+        th.solve(nets[0], cov, lr=lr, ts=ts, solver=solver)
 
     def loop():
         return [th.solve(nets[s], cov, lr=lr, ts=ts, init_scale=sc, solver=solver).pmse for lr, s, sc in configs]
 
     t_seq, seq = best(loop, max(1, repeat - 1))
     err = np.max(np.abs(np.stack([np.asarray(x) for x in seq]).reshape(res.pmse.shape) - res.pmse))
-    print(f"| theory sweep, {label} | 64 configs | sweep {t_sweep:.3f} s | sequential {t_seq:.3f} s | "
-          f"ratio {t_sweep / t_seq:.3f} | max steps {res.status['num_steps'].max()} | max |diff| {err:.1e} |")
+    n_imp = int(res.status["implicit"].sum())
+    print(f"| theory sweep, {label} | 64 configs ({n_imp} stiff: redone with Kvaerno5) | sweep {t_sweep:.3f} s | "
+          f"sequential {t_seq:.3f} s | ratio {t_sweep / t_seq:.3f} | max steps {res.status['num_steps'].max()} | "
+          f"max |diff| {err:.1e} |", flush=True)
     return t_sweep, t_seq
 
 
@@ -79,18 +82,26 @@ def grad_case(cov, T, repeat, solver, label):
     curve_fwd = ob.make_curve(cov, adjoint=diffrax.ForwardMode(), **kw)
     theta = {"lr": 0.5, "init_scale": 0.1, "weight_decay": 0.01, "rho": jnp.asarray(cov.eigvals)}
     obj = lambda c: ob.log_time_area(ts, c)  # noqa: E731
-    f = jax.jit(lambda t: obj(curve(t)))
-    vg = jax.jit(jax.value_and_grad(lambda t: obj(curve(t))))
-    ff = jax.jit(lambda t: obj(curve_fwd(t)))
-    vgf = jax.jit(lambda t: ob.value_and_grad(lambda u: obj(curve_fwd(u)), t, mode="forward"))
-    for g in (f, vg, vgf):
+    fns = {
+        "forward solve": jax.jit(lambda t: obj(curve(t))),
+        "reverse": jax.jit(jax.value_and_grad(lambda t: obj(curve(t)))),
+        "forward mode": jax.jit(lambda t: ob.value_and_grad(lambda u: obj(curve_fwd(u)), t, mode="forward")),
+    }
+    for g in fns.values():
         jax.block_until_ready(g(theta))
-    tf, _ = best(lambda: f(theta), repeat)
-    tr, _ = best(lambda: vg(theta), repeat)
-    tw, _ = best(lambda: vgf(theta), repeat)
-    del ff
-    print(f"| value-and-grad, {label}, t={T:g}, 5 parameters | forward solve {tf * 1e3:.1f} ms | reverse "
-          f"{tr * 1e3:.1f} ms ({tr / tf:.2f}x) | forward mode {tw * 1e3:.1f} ms ({tw / tf:.2f}x) |")
+    times = {k: [] for k in fns}
+    for _ in range(max(repeat, 1) * 10):  # interleaved, so that a noisy neighbour hits all alike
+        for k, g in fns.items():
+            t0 = time.perf_counter()
+            jax.block_until_ready(g(theta))
+            times[k].append(time.perf_counter() - t0)
+    mn = {k: min(v) for k, v in times.items()}
+    md = {k: float(np.median(v)) for k, v in times.items()}
+    f0, m0 = mn["forward solve"], md["forward solve"]
+    print(f"| value-and-grad, {label}, t={T:g}, 5 parameters | forward solve {f0 * 1e3:.1f} ms (median "
+          f"{m0 * 1e3:.1f}) | reverse {mn['reverse'] * 1e3:.1f} ms ({mn['reverse'] / f0:.2f}x; median "
+          f"{md['reverse'] / m0:.2f}x) | forward mode {mn['forward mode'] * 1e3:.1f} ms ({mn['forward mode'] / f0:.2f}x; "
+          f"median {md['forward mode'] / m0:.2f}x) |", flush=True)
 
 
 def main():
@@ -102,16 +113,21 @@ def main():
     cov = aedyn.spiked_covariance(jax.random.key(1), D, [2.0, 1.0])
     grid = dict(lr=[0.05, 0.1, 0.2, 0.4], seed=[0, 1, 2, 3], init_scale=[0.05, 0.1, 0.2, 0.3])
     print(f"devices: {jax.devices()}")
-    theory_case(cov, grid, aedyn.log_times(100.0, 50), a.repeat, "reduced form (Kvaerno5), t=100")
-    theory_case(cov, grid, aedyn.log_times(100.0, 50), a.repeat, "reduced form (Tsit5), t=100", diffrax.Tsit5())
+    theory_case(cov, grid, aedyn.log_times(100.0, 50), a.repeat, "reduced form, default solver, t=100")
+    theory_case(cov, grid, aedyn.log_times(100.0, 50), a.repeat, "reduced form, Kvaerno5 throughout, t=100",
+                diffrax.Kvaerno5())
+    grid_long = dict(lr=[0.1, 0.3, 1.0, 3.0], seed=[0, 1, 2, 3], init_scale=[0.05, 0.1, 0.2, 0.3])
+    theory_case(cov, grid_long, aedyn.log_times(1000.0, 50), max(1, a.repeat - 1),
+                "reduced form, default solver, t=1000 (eta t up to 3000)")
     Df = 100 if a.quick else 500
     covf = aedyn.spiked_covariance(jax.random.key(1), Df, [2.0, 1.0]).full()
     theory_case(covf, grid, aedyn.log_times(10.0, 30), max(1, a.repeat - 1),
                 f"full spectrum D={Df} (Tsit5), t=10")
     sgd_case(cov, 1.0 if a.quick else 4.0, a.repeat, jnp.float64)
     sgd_case(cov, 1.0 if a.quick else 4.0, a.repeat, jnp.float32)
-    grad_case(cov, 50.0, a.repeat, None, "Tsit5")
-    grad_case(cov, 50.0, a.repeat, diffrax.Kvaerno5(), "Kvaerno5")
+    grad_case(cov, 50.0, a.repeat, None, "Tsit5 (make_curve's default)")
+    if not a.quick:
+        grad_case(cov, 50.0, 1, diffrax.Kvaerno5(), "Kvaerno5")
 
 
 if __name__ == "__main__":

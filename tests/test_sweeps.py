@@ -46,6 +46,25 @@ def test_theory_sweep_equals_separate_solves(cov):
     np.testing.assert_array_equal(res.sel(lr=0.1, seed=2, init_scale=0.2, weight_decay=0.0), res.pmse[1, 2, 1, 0])
 
 
+def test_theory_sweep_stiff_configurations_redone_implicitly(cov, tmp_path):
+    """Default solver: the stiff configurations (lr = 300: eta t = 3000) get a second, batched
+    pass with Kvaerno5; each equals its own theory.solve (same policy); the pass is resumable."""
+    grid = dict(lr=[0.1, 300.0], seed=[0, 1])
+    res = sweeps.sweep_theory(cov, K=K, grid=grid, ts=TS, out=tmp_path)
+    assert res.status["ok"].all()
+    np.testing.assert_array_equal(res.status["implicit"], [[False, False], [True, True]])
+    assert res.config["stiff_solver"] == "Kvaerno5"
+    for i, lr in enumerate(grid["lr"]):
+        for j, s in enumerate(grid["seed"]):
+            tr = th.solve(sweeps.initial_network(s, D, K, init_scale=1.0), cov, lr=lr, ts=TS, init_scale=0.1)
+            assert tr.config["solver"] == ("Kvaerno5" if lr > 1 else "Tsit5")
+            assert np.max(np.abs(np.asarray(tr.pmse) - res.pmse[i, j])) < 1e-10
+    assert os.path.exists(tmp_path / "stiff" / "chunk_00000.npz")
+    again = sweeps.sweep_theory(cov, K=K, grid=grid, ts=TS, out=tmp_path,
+                                callback=lambda c, n: pytest.fail("recomputed a chunk"))
+    np.testing.assert_array_equal(again.pmse, res.pmse)
+
+
 @pytest.mark.slow
 def test_theory_sweep_rho_and_K_groups(cov):
     rho = np.asarray(cov.eigvals)
@@ -178,9 +197,11 @@ SHARDED = textwrap.dedent(
     cov = aedyn.spiked_covariance(jax.random.key(1), 500, [2.0, 1.0])
     ts = aedyn.log_times(10.0, 10)
     grid = dict(lr=[0.05, 0.1, 0.2], seed=[0, 1, 2, 3, 4])   # 15 configs: padded to 16
-    a = sweeps.sweep_theory(cov, grid=grid, ts=ts)
-    b = sweeps.sweep_theory(cov, grid=grid, ts=ts, devices=1)
+    # lr = 300 (eta t = 3000) is stiff: its second pass runs Kvaerno5 under shard_map (lineax)
+    a = sweeps.sweep_theory(cov, grid={**grid, "lr": [0.05, 0.1, 300.0]}, ts=ts)
+    b = sweeps.sweep_theory(cov, grid={**grid, "lr": [0.05, 0.1, 300.0]}, ts=ts, devices=1)
     assert a.config["devices"] == 8 and b.config["devices"] == 1
+    assert a.status["implicit"][2].all() and not a.status["implicit"][:2].any()
     dt = np.max(np.abs(a.pmse - b.pmse))
     tss = np.linspace(0.1, 0.5, 5)
     c = sweeps.sweep_simulation(cov, grid=grid, ts=tss, dtype=jnp.float64, chunk_size=8)

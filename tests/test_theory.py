@@ -206,6 +206,29 @@ def test_vanilla_solve_pmse_non_increasing_and_Q_psd():
     np.testing.assert_allclose(Q, np.swapaxes(Q, 1, 2), rtol=0, atol=1e-14 * np.abs(Q).max())
 
 
+def test_default_solver_policy_explicit_then_stiff():
+    """solver=None: Tsit5 while learning; a horizon that is stiff (Tsit5 past EXPLICIT_STEPS) is
+    continued with Kvaerno5 from the last saved state: the same curve as Kvaerno5 throughout
+    (to the solver tolerance, rtol 1e-7), and the early times those of Tsit5."""
+    from aedyn.theory.solve import EXPLICIT_STEPS
+
+    cov = aedyn.spiked_covariance(jax.random.key(1), 500, (2.0, 1.0))
+    net = aedyn.init_autoencoder(jax.random.key(0), 500, 2, activation="erf", scale=0.1, dtype=jnp.float64)
+    short = theory.solve(net, cov, lr=1.0, ts=aedyn.log_times(50.0, 20))
+    assert short.config["solver"] == "Tsit5" and "solver_note" not in short.config
+    assert short.config["num_steps"] < EXPLICIT_STEPS
+    ts = aedyn.log_times(3000.0, 20)  # eta t = 3000: converged, stiff
+    long = theory.solve(net, cov, lr=1.0, ts=ts)
+    assert long.config["solver"] == "Kvaerno5" and "stiff" in long.config["solver_note"]
+    ref = theory.solve(net, cov, lr=1.0, ts=ts, solver=diffrax.Kvaerno5())
+    np.testing.assert_allclose(np.asarray(long.pmse), np.asarray(ref.pmse), rtol=1e-6)
+    early = theory.solve(net, cov, lr=1.0, ts=ts[ts <= 50.0], solver=diffrax.Tsit5())
+    np.testing.assert_allclose(np.asarray(long.pmse)[ts <= 50.0], np.asarray(early.pmse), rtol=1e-6)
+    assert np.all(np.isfinite(np.asarray(long.overlaps.Q)))
+    with pytest.raises(aedyn.SolveError, match="max_steps"):
+        theory.solve(net, cov, lr=1.0, ts=ts, solver=diffrax.Tsit5(), max_steps=EXPLICIT_STEPS)
+
+
 # -- jit / vmap / grad through the solve --------------------------------------------------------
 
 
@@ -227,8 +250,8 @@ def _final_pmse(cov, state0, lr, scale, solver):
 
 @pytest.mark.parametrize(
     "solver",
-    [pytest.param(None, marks=pytest.mark.slow), diffrax.Tsit5()],  # grad through Kvaerno5 compiles slowly
-    ids=["default-kvaerno5", "tsit5"],
+    [pytest.param(diffrax.Kvaerno5(), marks=pytest.mark.slow), diffrax.Tsit5()],  # Kvaerno5's grad compiles slowly
+    ids=["kvaerno5", "tsit5"],
 )
 def test_solve_states_jit_vmap_grad(small_problem, solver):
     cov, state0 = small_problem

@@ -16,13 +16,13 @@ from ..trajectory import Trajectory
 from .rhs import TheoryParams, rhs, theory_pmse
 from .state import TheoryState, init_state, state_overlaps
 
-__all__ = ["solve", "solve_states", "theory_params", "default_solver", "stiff_solver"]
+__all__ = ["solve", "solve_states", "theory_params", "default_solver", "stiff_solver", "restart_point"]
 
 #: States up to this many numbers may fall back to the implicit solver (dense Jacobian is cheap).
 IMPLICIT_MAX_SIZE = 1024
 #: With the default solver, an explicit solve that needs more steps than this is stiff: it is
 #: redone with :func:`stiff_solver` (see :func:`default_solver`).
-EXPLICIT_STEPS = 8192
+EXPLICIT_STEPS = 4096
 
 
 def theory_params(cov: Covariance, lr, weight_decay=0.0) -> TheoryParams:
@@ -49,8 +49,9 @@ def default_solver(state: TheoryState):
     convergence the fast spike directions relax at rates ~ eta rho_max / D while the bulk relaxes
     at eta sigma^2 / D (THEORY.md §4): long horizons (eta t >~ 500 in the standard example) are
     stiff. So with ``solver=None``, :func:`solve` and :func:`aedyn.sweeps.sweep_theory` first
-    solve with Tsit5 limited to :data:`EXPLICIT_STEPS` steps and redo the solves that reach that
-    limit with :func:`stiff_solver` (small states only: for a state of more than
+    solve with Tsit5 limited to :data:`EXPLICIT_STEPS` steps; a solve that reaches that limit is
+    continued with :func:`stiff_solver` from the last state Tsit5 saved (see
+    :func:`restart_point`), so no explicit step is wasted (small states only: for a state of more than
     :data:`IMPLICIT_MAX_SIZE` numbers, e.g. the full-spectrum form at large D, a dense Jacobian
     costs more than the extra explicit steps, and Tsit5 runs to ``max_steps``).
     """
@@ -79,11 +80,13 @@ def solve_states(
     progress: bool = False,
     adjoint=None,
     nodes: int | None = None,
+    t0=0.0,
 ):
     """The traceable solve: states at ``ts`` (leading axis) and the diffrax result code.
 
     jit-, vmap- and grad-compatible in ``state0`` and ``params``. ``solver=None`` is Tsit5 (no
     stiff fallback inside a trace: pass ``diffrax.Kvaerno5()`` for long, stiff horizons).
+    ``t0`` (may be traced): the time of ``state0``; times in ``ts`` before it return ``state0``.
     """
     solver = solver if solver is not None else default_solver(state0)
     term = diffrax.ODETerm(lambda t, y, args: rhs(t, y, args, rule=rule, method=method, nodes=nodes))
@@ -93,21 +96,34 @@ def solve_states(
         kwargs["progress_meter"] = diffrax.TqdmProgressMeter()
     if adjoint is not None:
         kwargs["adjoint"] = adjoint
+    t0 = jnp.asarray(t0, jnp.float64)
     sol = diffrax.diffeqsolve(
         term,
         solver,
-        t0=0.0,
+        t0=t0,
         t1=ts[-1],
         dt0=None,
         y0=state0,
         args=params,
-        saveat=diffrax.SaveAt(ts=ts),
+        saveat=diffrax.SaveAt(ts=jnp.maximum(ts, t0)),
         stepsize_controller=diffrax.PIDController(rtol=rtol, atol=atol),
         max_steps=max_steps,
         throw=False,
         **kwargs,
     )
     return sol.ys, sol.result, sol.stats["num_steps"]
+
+
+def restart_point(state0: TheoryState, ys: TheoryState, ts):
+    """Where to continue a solve that stopped early: ``(k, state, t)`` with ``k`` the index of
+    the last time whose saved state is finite (-1: none), ``state`` that state (``state0`` if
+    none) and ``t`` its time (0 if none). Traceable; ``ys`` has the times on its leading axis."""
+    leaves = jax.tree_util.tree_leaves(ys)
+    finite = jnp.stack([jnp.all(jnp.isfinite(y.reshape(y.shape[0], -1)), axis=1) for y in leaves]).all(0)
+    k = jnp.sum(jnp.cumprod(finite)) - 1
+    kk = jnp.maximum(k, 0)
+    state = jax.tree_util.tree_map(lambda y, y0: jnp.where(k >= 0, y[kk], y0), ys, state0)
+    return k, state, jnp.where(k >= 0, jnp.asarray(ts, jnp.float64)[kk], 0.0)
 
 
 def _observables(states, params):
@@ -117,10 +133,10 @@ def _observables(states, params):
 
 
 @eqx.filter_jit
-def _solve_jit(state0, params, ts, rule, method, solver, rtol, atol, max_steps, progress, nodes):
+def _solve_jit(state0, params, ts, rule, method, solver, rtol, atol, max_steps, progress, nodes, t0=0.0):
     ys, result, nsteps = solve_states(
         state0, params, ts, rule=rule, method=method, solver=solver, rtol=rtol, atol=atol,
-        max_steps=max_steps, progress=progress, nodes=nodes,
+        max_steps=max_steps, progress=progress, nodes=nodes, t0=t0,
     )
     e, ov = _observables(ys, params)
     return ys, e, ov, result, nsteps
@@ -195,11 +211,19 @@ def solve(
             state0, params, jnp.asarray(ts), rule, method, used, rtol, atol, first_max, progress, nodes
         )
         if stiff is not None and first_max < max_steps and result == diffrax.RESULTS.max_steps_reached:
-            note = f"Tsit5 reached {first_max} steps (stiff): solved again with {type(stiff).__name__}"
+            # THEORY.md §4: stiff near convergence; continue implicitly from the last saved state.
+            k, st, t_r = restart_point(state0, ys, ts)
+            note = (f"Tsit5 reached {first_max} steps (stiff) after t = {float(t_r):.6g}: continued from there "
+                    f"with {type(stiff).__name__}")
             used = stiff
-            ys, e, ov, result, nsteps = _solve_jit(
-                state0, params, jnp.asarray(ts), rule, method, used, rtol, atol, max_steps, progress, nodes
+            ys2, e2, ov2, result, n2 = _solve_jit(
+                st, params, jnp.asarray(ts), rule, method, used, rtol, atol, max_steps - first_max, progress,
+                nodes, t_r,
             )
+            first = jnp.arange(len(ts)) <= k
+            pick = lambda a, b: jnp.where(first.reshape((-1,) + (1,) * (a.ndim - 1)), a, b)  # noqa: E731
+            ys, e, ov = (jax.tree_util.tree_map(pick, x1, x2) for x1, x2 in ((ys, ys2), (e, e2), (ov, ov2)))
+            nsteps = nsteps + n2
     else:
         used = solver
         ys, e, ov, result, nsteps = _solve_jit(
