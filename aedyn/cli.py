@@ -423,6 +423,7 @@ def finite_size(
     Ds: str = typer.Option("250,500,1000,2000", "--Ds", help="Comma-separated input dimensions."),
     S: Optional[float] = typer.Option(None, "--S", help="Horizon in eta * t of each run (default 50, quick 20)."),
     T: Optional[float] = typer.Option(None, "--T", help="Minimum horizon in t of each run (default 20, quick 10)."),
+    replot: bool = typer.Option(False, "--replot", help="Only rewrite the table and figure from finite_size.json."),
 ):
     """The finite-size study: for each D, the learning rate at which SGD first departs from the
     theory by 5% and the one at which it diverges (a figure and a table)."""
@@ -432,6 +433,7 @@ def finite_size(
     argv += [] if cache is None else ["--cache", str(cache)]
     argv += [] if S is None else ["--S", str(S)]
     argv += [] if T is None else ["--T", str(T)]
+    argv += ["--replot"] if replot else []
     study.main(argv)
 
 

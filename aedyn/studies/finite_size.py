@@ -1,6 +1,6 @@
 """Finite-size study: where online SGD leaves the first-order theory, and where it diverges.
 
-    python -m aedyn.studies.finite_size [--quick] [--out docs] [--cache DIR]
+    python -m aedyn.studies.finite_size [--quick] [--out docs] [--cache DIR] [--replot]
     aedyn finite-size [--quick] ...                     (the same, from the CLI)
 
 For each D in 250, 500, 1000, 2000 (spiked model, spike strengths (2, 1), unit bulk; K = 2, erf)
@@ -40,7 +40,7 @@ from .. import sweeps
 from ..data import spiked_covariance
 from ..trajectory import atomic_write
 
-__all__ = ["run", "main", "departure"]
+__all__ = ["run", "main", "departure", "horizon", "replot"]
 
 
 def departure(etas, gaps, level=0.05):
@@ -183,7 +183,7 @@ def _write(out, rows, curves, etas, st):
                  "dotted: first divergence", fontsize=9)
     ax.legend(fontsize=8)
     Ds = np.array([r["D"] for r in rows], float)
-    for key, label, mk in (("eta_depart", f"SGD departs by {st['level']:.0%}", "o-"),
+    for key, label, mk in (("eta_depart", f"typical run departs by {st['level']:.0%}", "o-"),
                            ("eta_diverge_any", "first divergence", "s--")):
         v = np.array([np.nan if r[key] is None else r[key] for r in rows], float)
         bx.loglog(Ds, v, mk, label=label)
@@ -224,6 +224,12 @@ def _write(out, rows, curves, etas, st):
         ratio = None if r["eta_depart"] is None else r["eta_depart"] / r["D"]
         lines.append(f"| {r['D']} | {_fmt(r['eta_depart'])} | {_fmt(ratio)} | {_fmt(r['eta_depart_mean'])} | "
                      f"{_fmt(r['eta_diverge_any'])} | {_fmt(r['eta_diverge_all'])} | {r['seconds']:.0f} |")
+    ratios = [r["eta_depart"] / r["D"] for r in rows if r["eta_depart"] is not None]
+    if len(ratios) > 1:
+        lines += ["", f"The departure scales with D: eta_depart / D lies between {min(ratios):.2g} and {max(ratios):.2g} "
+                  "(the SGD noise that the first-order theory neglects is O(eta / D) per unit of eta t, "
+                  "THEORY.md §7). Divergence sets in between the last convergent and the first divergent grid "
+                  f"value (grid ratio {etas[1] / etas[0]:.2g}), i.e. at eta of order D."]
     lines += ["", "![gap vs eta](finite_size.png)", "",
               "Gap per learning rate, typical run / mean curve (inf: a run diverged):", "",
               "| eta | " + " | ".join(f"D={r['D']}" for r in rows) + " |",
@@ -238,6 +244,18 @@ def _write(out, rows, curves, etas, st):
     atomic_write(os.path.join(out, "finite_size.json"), json.dumps(res, indent=1))
 
 
+def replot(out: str = "docs") -> None:
+    """Rewrite ``<out>/finite_size.md`` and ``.png`` from ``<out>/finite_size.json`` (no computing)."""
+    import json
+
+    with open(os.path.join(out, "finite_size.json")) as f:
+        res = json.load(f)
+    inf = lambda g: np.inf if g is None else g  # noqa: E731
+    curves = {r["D"]: (np.array([inf(g) for g in res["gaps_typical"][str(r["D"])]], float),
+                       np.array([inf(g) for g in res["gaps_mean_curve"][str(r["D"])]], float)) for r in res["rows"]}
+    _write(out, res["rows"], curves, np.asarray(res["etas"], float), res["settings"])
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m aedyn.studies.finite_size", description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer learning rates and seeds, shorter horizons")
@@ -246,7 +264,10 @@ def main(argv=None):
     ap.add_argument("--Ds", default="250,500,1000,2000")
     ap.add_argument("--S", type=float, default=None, help="horizon in eta * t (default 50, quick 20)")
     ap.add_argument("--T", type=float, default=None, help="minimum horizon in t (default 20, quick 10)")
+    ap.add_argument("--replot", action="store_true", help="only rewrite the table and figure from finite_size.json")
     a = ap.parse_args(argv)
+    if a.replot:
+        return replot(a.out)
     try:
         Ds = tuple(int(x) for x in a.Ds.split(","))
     except ValueError:
