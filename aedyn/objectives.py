@@ -62,9 +62,9 @@ def make_curve(
     """``curve(theta) -> (n_t,)``: the theory's pmse at ``ts``, mean over the initial networks
     of ``seeds`` (unit networks times ``init_scale``), differentiable in every entry of theta.
 
-    ``solver`` defaults to Tsit5: for horizons up to a few hundred units of eta * t it takes far
-    fewer steps than the implicit default of :func:`aedyn.theory.solve`; pass
-    ``diffrax.Kvaerno5()`` for long, stiff horizons. ``adjoint``: diffrax adjoint (default
+    ``solver`` defaults to Tsit5, the first solver of :func:`aedyn.theory.solve`'s policy (a
+    traced solve cannot switch solvers): right for horizons up to a few hundred units of
+    eta * t; pass ``diffrax.Kvaerno5()`` for long, stiff horizons. ``adjoint``: diffrax adjoint (default
     reverse-mode ``RecursiveCheckpointAdjoint``; ``diffrax.ForwardMode()`` for ``jax.jvp``).
     """
     from .activations import get_activation

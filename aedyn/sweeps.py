@@ -294,7 +294,9 @@ def _lineax_shard_map_compat() -> None:
     sharding*; inside ``shard_map`` one side carries the manual mesh and the other does not, and
     every implicit solve (Kvaerno5's Newton step) fails with "pytree does not match
     out_structure". Compare shapes and dtypes only (what the check is for). Idempotent; applied
-    only when a sweep runs sharded."""
+    only when a sweep runs sharded. Upstream: patrick-kidger/lineax#185 ("Issue with shard_map",
+    open); remove this once a lineax release fixes it (tests/test_sweeps.py and
+    tests/test_multihost.py run Kvaerno5 under shard_map and would show it)."""
     try:
         import lineax._misc as lm
     except ImportError:  # pragma: no cover
