@@ -227,8 +227,8 @@ def _write(out, rows, curves, etas, st):
     ratios = [r["eta_depart"] / r["D"] for r in rows if r["eta_depart"] is not None]
     if len(ratios) > 1:
         lines += ["", f"The departure scales with D: eta_depart / D lies between {min(ratios):.2g} and {max(ratios):.2g} "
-                  "(the SGD noise that the first-order theory neglects is O(eta / D) per unit of eta t, "
-                  "THEORY.md §7). Divergence sets in between the last convergent and the first divergent grid "
+                  "(the SGD noise and eta^2 terms that the first-order theory neglects are O(eta / D) relative, "
+                  "THEORY.md §3, §7). Divergence sets in between the last convergent and the first divergent grid "
                   f"value (grid ratio {etas[1] / etas[0]:.2g}), i.e. at eta of order D."]
     lines += ["", "![gap vs eta](finite_size.png)", "",
               "Gap per learning rate, typical run / mean curve (inf: a run diverged):", "",
