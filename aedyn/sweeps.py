@@ -562,7 +562,7 @@ def sweep_theory(
             weight_decay=0, rho=cov.eigvals).
         ts: times (default 100 log-spaced times from 0.01 to 100).
         method, solver, rtol, atol, max_steps: as :func:`aedyn.theory.solve` (``solver=None``:
-            Tsit5, the stiff configurations redone with Kvaerno5; see the module docstring).
+            Tsit5, the stiff configurations continued with Kvaerno5; see the module docstring).
         devices: devices of the mesh (default: all); an int takes the first n local devices.
         chunk_size: configurations per chunk (rounded up to a multiple of the device count;
             default all in one chunk).

@@ -49,7 +49,7 @@ def theory_case(cov, grid, ts, repeat, label, solver=None):
     t_seq, seq = best(loop, max(1, repeat - 1))
     err = np.max(np.abs(np.stack([np.asarray(x) for x in seq]).reshape(res.pmse.shape) - res.pmse))
     n_imp = int(res.status["implicit"].sum())
-    print(f"| theory sweep, {label} | 64 configs ({n_imp} stiff: redone with Kvaerno5) | sweep {t_sweep:.3f} s | "
+    print(f"| theory sweep, {label} | 64 configs ({n_imp} stiff: continued with Kvaerno5) | sweep {t_sweep:.3f} s | "
           f"sequential {t_seq:.3f} s | ratio {t_sweep / t_seq:.3f} | max steps {res.status['num_steps'].max()} | "
           f"max |diff| {err:.1e} |", flush=True)
     return t_sweep, t_seq

@@ -21,7 +21,7 @@ __all__ = ["solve", "solve_states", "theory_params", "default_solver", "stiff_so
 #: States up to this many numbers may fall back to the implicit solver (dense Jacobian is cheap).
 IMPLICIT_MAX_SIZE = 1024
 #: With the default solver, an explicit solve that needs more steps than this is stiff: it is
-#: redone with :func:`stiff_solver` (see :func:`default_solver`).
+#: continued with :func:`stiff_solver` (see :func:`default_solver`).
 EXPLICIT_STEPS = 4096
 
 
@@ -51,7 +51,7 @@ def default_solver(state: TheoryState):
     stiff. So with ``solver=None``, :func:`solve` and :func:`aedyn.sweeps.sweep_theory` first
     solve with Tsit5 limited to :data:`EXPLICIT_STEPS` steps; a solve that reaches that limit is
     continued with :func:`stiff_solver` from the last state Tsit5 saved (see
-    :func:`restart_point`), so no explicit step is wasted (small states only: for a state of more than
+    :func:`restart_point`), so only the explicit steps after that state are repeated (small states only: for a state of more than
     :data:`IMPLICIT_MAX_SIZE` numbers, e.g. the full-spectrum form at large D, a dense Jacobian
     costs more than the extra explicit steps, and Tsit5 runs to ``max_steps``).
     """
@@ -173,7 +173,7 @@ def solve(
         init_scale: multiplies the initial weights (so the solve is differentiable in it).
         method: "stein" (hand-written, closed-form kernels), "gradient" (autodiff of the
             population error; every activation, bias, tied) or "auto" (stein where it applies).
-        solver: a diffrax solver (default: Tsit5, redone with Kvaerno5 if stiff; see
+        solver: a diffrax solver (default: Tsit5, continued with Kvaerno5 if stiff; see
             :func:`default_solver`).
         rtol, atol: step-size control tolerances.
         throw: raise :class:`SolveError` if the solve fails (else NaNs and ``config["result"]``).
