@@ -24,7 +24,6 @@ import datetime  # noqa: E402
 import math  # noqa: E402
 import platform  # noqa: E402
 import subprocess  # noqa: E402
-import time  # noqa: E402
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -32,6 +31,7 @@ import numpy as np  # noqa: E402
 from scipy.special import erf  # noqa: E402
 
 import aedyn  # noqa: E402
+from _timing import best_of  # noqa: E402
 
 D, K, STRENGTHS, LR = 500, 2, (3.0, 5.0), 0.1
 
@@ -47,15 +47,6 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def best_of(fn, repeats: int) -> float:
-    best = math.inf
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
 # -- aedyn ------------------------------------------------------------------------------------
 def bench_aedyn(cov, dtype, rule: str, t_end: float, n_records: int, repeats: int, t_check: float):
     net = aedyn.init_autoencoder(jax.random.key(1), D, K, activation="erf", scale=0.1, dtype=dtype)
@@ -68,7 +59,7 @@ def bench_aedyn(cov, dtype, rule: str, t_end: float, n_records: int, repeats: in
         return tr
 
     tr = run()  # compile
-    sec = best_of(run, repeats)
+    sec, _ = best_of(run, repeats)
     return steps / sec, float(tr.pmse[int(np.searchsorted(ts, t_check))])
 
 
@@ -117,7 +108,7 @@ def numpy_loop(cov, n_steps: int, dtype, rule: str = "vanilla", seed: int = 0):
 
 def bench_numpy(cov, dtype, rule: str, n_steps: int, repeats: int):
     numpy_loop(cov, 200, dtype, rule)  # warm up
-    sec = best_of(lambda: numpy_loop(cov, n_steps, dtype, rule), repeats)
+    sec, _ = best_of(lambda: numpy_loop(cov, n_steps, dtype, rule), repeats)
     W, V = numpy_loop(cov, n_steps, dtype, rule)
     net = aedyn.AutoEncoder(jnp.asarray(W, jnp.float64), jnp.asarray(V, jnp.float64), "erf")
     return n_steps / sec, float(aedyn.pmse(net, cov.astype(jnp.float64)))

@@ -9,15 +9,14 @@ solve timed after a compiling call (best of 2). Tsit5 at eta t = 10^4 needs ~670
 
 from __future__ import annotations
 
-import time
 
 import diffrax
 import jax
-import numpy as np
 
 import aedyn
 from aedyn import sweeps
 from aedyn import theory as th
+from _timing import best_of
 
 
 def main():
@@ -30,12 +29,8 @@ def main():
         ts = aedyn.log_times(T, 50)
         cells, times, finals = [], [], []
         for solver in (diffrax.Tsit5(), diffrax.Kvaerno5(), None):
-            th.solve(net, cov, lr=1.0, ts=ts, init_scale=0.1, solver=solver)
-            best = np.inf
-            for _ in range(2):
-                t0 = time.perf_counter()
-                tr = th.solve(net, cov, lr=1.0, ts=ts, init_scale=0.1, solver=solver)
-                best = min(best, time.perf_counter() - t0)
+            best, tr = best_of(lambda: th.solve(net, cov, lr=1.0, ts=ts, init_scale=0.1, solver=solver), 2,
+                               warmup=True)
             times.append(best)
             finals.append(float(tr.pmse[-1]))
             cells.append(f"{best * 1e3:.0f} ms, {tr.config['num_steps']} steps"

@@ -22,22 +22,13 @@ import aedyn
 from aedyn import objectives as ob
 from aedyn import sweeps
 from aedyn import theory as th
-
-
-def best(f, repeat):
-    out, ts = None, []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = f()
-        jax.block_until_ready(jax.tree_util.tree_leaves(out))
-        ts.append(time.perf_counter() - t0)
-    return min(ts), out
+from _timing import best_of
 
 
 def theory_case(cov, grid, ts, repeat, label, solver=None):
     D = cov.dim
     sweeps.sweep_theory(cov, grid=grid, ts=ts, solver=solver)  # compile
-    t_sweep, res = best(lambda: sweeps.sweep_theory(cov, grid=grid, ts=ts, solver=solver), repeat)
+    t_sweep, res = best_of(lambda: sweeps.sweep_theory(cov, grid=grid, ts=ts, solver=solver), repeat)
     nets = {s: sweeps.initial_network(s, D, 2, init_scale=1.0) for s in grid["seed"]}
     configs = [(lr, s, sc) for lr in grid["lr"] for s in grid["seed"] for sc in grid["init_scale"]]
     for lr in sorted(set(grid["lr"])):  # compile (both passes of the default policy)
@@ -46,7 +37,7 @@ def theory_case(cov, grid, ts, repeat, label, solver=None):
     def loop():
         return [th.solve(nets[s], cov, lr=lr, ts=ts, init_scale=sc, solver=solver).pmse for lr, s, sc in configs]
 
-    t_seq, seq = best(loop, max(1, repeat - 1))
+    t_seq, seq = best_of(loop, max(1, repeat - 1))
     err = np.max(np.abs(np.stack([np.asarray(x) for x in seq]).reshape(res.pmse.shape) - res.pmse))
     n_imp = int(res.status["implicit"].sum())
     print(f"| theory sweep, {label} | 64 configs ({n_imp} stiff: continued with Kvaerno5) | sweep {t_sweep:.3f} s | "
@@ -60,14 +51,14 @@ def sgd_case(cov, T, repeat, dtype):
     ts = np.linspace(T / 10, T, 10)
     grid = dict(lr=[0.05, 0.1, 0.2, 0.5], seed=list(range(16)))
     sweeps.sweep_simulation(cov, grid=grid, ts=ts, dtype=dtype)
-    t64, res = best(lambda: sweeps.sweep_simulation(cov, grid=grid, ts=ts, dtype=dtype), repeat)
+    t64, res = best_of(lambda: sweeps.sweep_simulation(cov, grid=grid, ts=ts, dtype=dtype), repeat)
     one = dict(lr=[0.1], seed=[0])
     sweeps.sweep_simulation(cov, grid=one, ts=ts, dtype=dtype)
-    t1, _ = best(lambda: sweeps.sweep_simulation(cov, grid=one, ts=ts, dtype=dtype), repeat)
+    t1, _ = best_of(lambda: sweeps.sweep_simulation(cov, grid=one, ts=ts, dtype=dtype), repeat)
     net = sweeps.initial_network(0, D, 2, dtype=dtype)
     k = sweeps.seed_keys(0)[1]
     aedyn.simulate(net, cov, key=k, lr=0.1, ts=ts)
-    ts_, _ = best(lambda: aedyn.simulate(net, cov, key=k, lr=0.1, ts=ts).pmse, repeat)
+    ts_, _ = best_of(lambda: aedyn.simulate(net, cov, key=k, lr=0.1, ts=ts).pmse, repeat)
     steps = int(round(T * D))
     print(f"| SGD sweep D={D} K=2 {jnp.dtype(dtype).name}, t={T:g} ({steps} steps) | 64 runs {t64:.3f} s: "
           f"{64 * steps / t64:.3g} net-steps/s | 1-run sweep {t1:.3f} s: {steps / t1:.3g} net-steps/s | "

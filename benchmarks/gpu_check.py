@@ -21,18 +21,13 @@ import numpy as np
 
 import aedyn
 from aedyn import sweeps
+from _timing import best_of
 
 T_START = time.perf_counter()
 
 
 def timed(f, repeat=2):
-    f()  # compile
-    best = np.inf
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        f()
-        best = min(best, time.perf_counter() - t0)
-    return best
+    return best_of(f, repeat, warmup=True)[0]
 
 
 def main():

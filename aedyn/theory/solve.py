@@ -10,7 +10,7 @@ import numpy as np
 
 from .._checks import SolveError, check_times, is_concrete, log_times
 from ..data import Covariance
-from ..model import AutoEncoder, Overlaps
+from ..model import AutoEncoder
 from ..rules import learning_rates
 from ..trajectory import Trajectory
 from .rhs import TheoryParams, rhs, theory_pmse
