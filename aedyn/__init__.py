@@ -1,54 +1,66 @@
 """aedyn: learning dynamics of shallow autoencoders, simulated and solved exactly in JAX.
 
 Implements Refinetti & Goldt, "The dynamics of representation learning in shallow, non-linear
-autoencoders" (ICML 2022); see THEORY.md for the conventions (time t = steps / D).
+autoencoders" (ICML 2022); docs/theory.md states the conventions (time t = steps / D).
+
+Importing aedyn changes no JAX setting. The theory runs in float64: enable it once with
+``jax.config.update("jax_enable_x64", True)``; simulations run in float32 or float64.
 """
 
-import jax
+import importlib.metadata
 
-# The theory runs in float64 (THEORY.md §4); simulations use the dtype of the network.
-jax.config.update("jax_enable_x64", True)
+from . import analysis as analysis
+from . import fit as fit
+from . import objectives as objectives
+from . import sweeps as sweeps
+from . import theory as theory
+from . import validation as validation
+from ._activations import Activation as Activation, get_activation as get_activation
+from ._data import Covariance as Covariance, spiked_covariance as spiked_covariance
+from ._defaults import log_times as log_times
+from ._errors import DivergenceError as DivergenceError, RegimeWarning as RegimeWarning, SolveError as SolveError
+from ._model import (
+    AutoEncoder as AutoEncoder,
+    Overlaps as Overlaps,
+    init_autoencoder as init_autoencoder,
+    overlaps as overlaps,
+    pmse as pmse,
+    pmse_mc as pmse_mc,
+)
+from ._rules import LearningRates as LearningRates, learning_rates as learning_rates, sgd_step as sgd_step
+from ._simulate import simulate as simulate
+from ._sweeps import SweepResult as SweepResult, sweep_simulation as sweep_simulation, sweep_theory as sweep_theory
+from ._trajectory import Trajectory as Trajectory
 
-from ._checks import DivergenceError, SolveError, log_times  # noqa: E402
-from .activations import Activation, get_activation  # noqa: E402
-from .data import Covariance, spiked_covariance  # noqa: E402
-from .model import AutoEncoder, Overlaps, init_autoencoder, overlaps, pmse, pmse_mc  # noqa: E402
-from .rules import LearningRates, learning_rates, sgd_step  # noqa: E402
-from .simulate import simulate  # noqa: E402
-from .trajectory import Trajectory  # noqa: E402
-from . import analysis, validation  # noqa: E402
-from . import theory  # noqa: E402
-from . import fit, objectives, sweeps  # noqa: E402
-from .sweeps import SweepResult, sweep_simulation, sweep_theory  # noqa: E402
-
-__version__ = "0.1.0"
+__version__ = importlib.metadata.version("aedyn")
 
 __all__ = [
     "Activation",
-    "analysis",
-    "validation",
     "AutoEncoder",
     "Covariance",
     "DivergenceError",
     "LearningRates",
     "Overlaps",
+    "RegimeWarning",
     "SolveError",
+    "SweepResult",
     "Trajectory",
+    "analysis",
+    "fit",
     "get_activation",
     "init_autoencoder",
     "learning_rates",
     "log_times",
+    "objectives",
     "overlaps",
     "pmse",
     "pmse_mc",
     "sgd_step",
-    "theory",
     "simulate",
     "spiked_covariance",
-    "fit",
-    "objectives",
-    "sweeps",
-    "SweepResult",
     "sweep_simulation",
     "sweep_theory",
+    "sweeps",
+    "theory",
+    "validation",
 ]

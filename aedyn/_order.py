@@ -1,13 +1,14 @@
-"""Order parameters from per-mode factors (THEORY.md §2, §4, §6).
+"""Order parameters from per-mode factors (docs/theory.md §2, §4, §6).
 
 For every explicit eigenmode tau the factors are wt_tau = W u_tau and vs_tau = V u_tau / sqrt(D)
 (both O(1) along a spike). The D - N bulk directions of equal variance enter only through their
 second moment M = sum_bulk z z^T of z = (wt, vs) (2K x 2K), exact for an isotropic bulk.
 """
 
-from __future__ import annotations
-
 import jax.numpy as jnp
+
+from ._defaults import NODES
+from ._kernels import gram, mean_slope
 
 
 def network_factors(W, V, U, n_bulk: int):
@@ -39,11 +40,8 @@ def order_parameters(wt, vs, M, rho, bulk, D: int):
     return Q, R, T, T0
 
 
-def pmse_from_overlaps(act, trace, D, Q, R, T0, b=None, nodes=None):
-    """pmse = tr(Omega)/(2D) - sum_k R_kk K1_k + 1/2 sum_kl T0_kl G_kl (THEORY.md §2)."""
-    from .kernels import NODES, gram, mean_slope
-
-    nodes = nodes or NODES
+def pmse_from_overlaps(act, trace, D, Q, R, T0, b=None, nodes=NODES):
+    """pmse = tr(Omega)/(2D) - sum_k R_kk K1_k + 1/2 sum_kl T0_kl G_kl (docs/theory.md §2)."""
     K1 = mean_slope(act, Q, b, nodes)
     G = gram(act, Q, b, nodes)
     return trace / (2 * D) - jnp.sum(jnp.diagonal(R) * K1) + 0.5 * jnp.sum(T0 * G)

@@ -5,8 +5,6 @@
     aedyn compare [options]         SGD over several seeds (mean +- spread) against the theory
 """
 
-from __future__ import annotations
-
 import json
 import math
 from enum import Enum
@@ -209,8 +207,12 @@ def _library_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        import jax
+
         import aedyn
 
+        # The command line is a program of its own: the theory needs float64 (docs/theory.md §4).
+        jax.config.update("jax_enable_x64", True)
         try:
             return fn(*args, **kwargs)
         except (typer.Exit, typer.BadParameter, typer.Abort):

@@ -7,13 +7,13 @@ Standard example D=500, K=2 erf, spikes (2, 1), initial scale 0.1, 50 log-spaced
 solve timed after a compiling call (best of 2). Tsit5 at eta t = 10^4 needs ~670k steps (~20 s).
 """
 
-from __future__ import annotations
-
 
 import diffrax
 import jax
 
 import aedyn
+
+jax.config.update("jax_enable_x64", True)  # the theory runs in float64
 from aedyn import sweeps
 from aedyn import theory as th
 from _timing import best_of

@@ -8,12 +8,10 @@ Cases (t_max = 1000, log-spaced save times):
   2. K=4, strengths (3,5,9,17), D=1000, eta = 0.1; target <= 5 s;
   3. D=1024, full empirical spectrum (Covariance.from_samples of 4096 samples of a power-law
      Gaussian), K=2, eta = 0.1; target <= 10 s; plus the spiked model's .full() at D=1024.
-The NumPy baseline integrates the Stein form of THEORY.md §3 (written here independently of the
+The NumPy baseline integrates the Stein form of docs/theory.md §3 (written here independently of the
 package) with Euler steps dt = 1/D, in the same factor form (explicit modes + bulk moment). Where it
 would take long, it is timed over a short horizon and extrapolated linearly (said so in the output).
 """
-
-from __future__ import annotations
 
 import argparse
 import time
@@ -23,9 +21,11 @@ import jax.numpy as jnp
 import numpy as np
 
 import aedyn
+
+jax.config.update("jax_enable_x64", True)  # the theory runs in float64
 from aedyn import theory
 
-# -- independent NumPy right-hand side (THEORY.md §3, §5, §6) -------------------------------------
+# -- independent NumPy right-hand side (docs/theory.md §3, §5, §6) -------------------------------------
 
 
 def np_kernels(act, Q):

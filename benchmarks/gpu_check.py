@@ -1,15 +1,13 @@
-"""GPU check of the sweeps (< 4 minutes on an H100/H200): 64-run SGD sweep and a
-1024-configuration theory sweep on the GPU, and the same on CPU where affordable.
+"""GPU check of the sweeps (about 4 minutes on an H100/H200): SGD sweeps of 64 and 1024 runs and
+a 1024-configuration theory sweep on the GPU, and the same on the CPU where affordable.
 
     pip install -e . "jax[cuda12]"      # done by the caller
     python benchmarks/gpu_check.py       # prints a markdown table; writes $OUT/gpu_results.md if OUT is set
 
 Timings are after compilation (best of 2). CPU runs use ``jax.devices('cpu')`` through the
-sweeps' ``devices=`` argument; the CPU theory sweep is run on 64 of the 1024 configurations and
+sweeps' ``devices=`` argument; the CPU rows of the big sweeps run 64 configurations and are
 scaled (marked "scaled").
 """
-
-from __future__ import annotations
 
 import os
 import platform
@@ -20,6 +18,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import aedyn
+
+jax.config.update("jax_enable_x64", True)  # the theory runs in float64
 from aedyn import sweeps
 from _timing import best_of
 
@@ -37,21 +37,22 @@ def main():
     cov = aedyn.spiked_covariance(jax.random.key(1), D, [2.0, 1.0])
     rows = []
 
-    # 64-run SGD sweep, D=500, K=2, t = 4 (2000 steps per run).
+    # SGD sweeps, D=500, K=2, t = 4 (2000 steps per run): 64 and 1024 runs.
     T = 4.0
     ts = np.linspace(T / 10, T, 10)
-    grid = dict(lr=[0.05, 0.1, 0.2, 0.5], seed=list(range(16)))
-    steps = int(T * D) * 64
-    for dt in (jnp.float32, jnp.float64):
-        for name, devs in (("GPU", gpus[:1]), ("CPU", cpus[:1])):
-            if not devs:
-                continue
-            t = timed(lambda: sweeps.sweep_simulation(cov, grid=grid, ts=ts, dtype=dt, devices=devs))
-            rows.append((f"SGD sweep, 64 runs, D={D}, K=2, {jnp.dtype(dt).name}, t={T:g}", name, t,
-                         f"{steps / t:.3g} net-steps/s"))
-            print(rows[-1], flush=True)
+    for n_runs in (64, 1024):
+        grid = dict(lr=list(np.geomspace(0.05, 0.5, 16)), seed=list(range(n_runs // 16)))
+        steps = int(T * D) * n_runs
+        for dt in (jnp.float32, jnp.float64):
+            for name, devs in (("GPU", gpus[:1]), ("CPU", cpus[:1])):
+                if not devs or (name == "CPU" and n_runs > 64):
+                    continue
+                t = timed(lambda: sweeps.sweep_simulation(cov, grid=grid, ts=ts, dtype=dt, devices=devs))
+                rows.append((f"SGD sweep, {n_runs} runs, D={D}, K=2, {jnp.dtype(dt).name}, t={T:g}", name, t,
+                             f"{steps / t:.3g} net-steps/s"))
+                print(rows[-1], flush=True)
 
-    # 1024-configuration theory sweep (reduced spikes+bulk form, default solver, t = 100).
+    # 1024-configuration theory sweep (reduced spikes+bulk form, default solver policy, t = 100).
     tts = aedyn.log_times(100.0, 50)
     big = dict(lr=np.geomspace(0.05, 0.5, 8), seed=list(range(8)), init_scale=np.geomspace(0.03, 0.3, 4),
                weight_decay=[0.0, 1e-3, 1e-2, 3e-2])

@@ -18,3 +18,15 @@ def getkey():
         return jax.random.key(state["i"])
 
     return _getkey
+
+
+@pytest.fixture
+def own_errors():
+    """Switch jaxtyping's checker off for a test of aedyn's own input validation: users run
+    without the checker, so these tests check the errors they see (the argument named, what was
+    expected), not jaxtyping's."""
+    import jaxtyping
+
+    jaxtyping.config.update("jaxtyping_disable", True)
+    yield
+    jaxtyping.config.update("jaxtyping_disable", False)

@@ -8,7 +8,7 @@ import pytest
 from scipy import integrate, stats
 
 import aedyn as ae
-from aedyn import analysis, kernels
+from aedyn import _kernels as kernels, analysis
 from aedyn import theory as th
 from aedyn.validation import one_step_check
 
@@ -78,7 +78,7 @@ def test_named_activations_have_finite_kernels_and_gradients():
         assert np.all(np.isfinite(g))
 
 
-# --- one-step Monte-Carlo checks (THEORY.md §7.1) ------------------------------------------------
+# --- one-step Monte-Carlo checks (docs/theory.md §7.1) ------------------------------------------------
 
 D_MC = 200
 MC_CASES = {
@@ -122,7 +122,7 @@ def test_one_step_monte_carlo(case):
 @pytest.mark.parametrize("tied", [False, True])
 @pytest.mark.parametrize("activation", ["erf", "relu", "tanh"])
 def test_rhs_is_gradient_flow_with_bias(tied, activation):
-    """rhs = -eta * autodiff gradient of pmse w.r.t. the factors (THEORY.md §3, "Structure")."""
+    """rhs = -eta * autodiff gradient of pmse w.r.t. the factors (docs/theory.md §3, "Structure")."""
     cov = ae.spiked_covariance(jax.random.key(1), 100, (3.0, 5.0))
     net = ae.init_autoencoder(jax.random.key(5), 100, 2, dtype=jnp.float64, activation=activation, tied=tied,
                               bias=0.1, scale=2.0 if tied else 0.5)

@@ -7,7 +7,6 @@ t = 200: |ODE - mean| <= max(3% of the mean, 3 standard errors of the mean).
 
 import functools
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,8 +15,7 @@ import pytest
 import aedyn as ae
 from aedyn import analysis
 from aedyn import theory as th
-from aedyn.rules import learning_rates
-from aedyn.simulate import simulate_core
+from helpers import assert_in_band, sgd_runs
 
 pytestmark = pytest.mark.slow
 
@@ -32,35 +30,13 @@ def _cov(strengths=(3.0, 5.0), dim=D):
 
 
 def sgd_seeds(net, cov, lr, ts, *, rule="vanilla", weight_decay=0.0, seeds=SEEDS):
-    """pmse (seeds, len(ts)) of SGD runs from the same initial weights, vmapped over keys."""
-    steps = np.round(np.asarray(ts) * net.D).astype(np.int32)
-    lrs = learning_rates(lr, net.W.dtype)
-    keys = jax.random.split(jax.random.key(1234), seeds)
-
-    @eqx.filter_jit
-    def run(keys):
-        def one(key):
-            _, _, div, e, ov = simulate_core(
-                net, cov, cov, key, lrs, jnp.asarray(weight_decay, net.W.dtype), steps, rule=rule,
-                block=128, n0=jnp.asarray(0, jnp.int32), div0=jnp.asarray(-1, jnp.int32),
-            )
-            return div, e, ov.m_W
-
-        return jax.vmap(one)(keys)
-
-    div, e, mW = run(keys)
-    assert np.all(np.asarray(div) < 0), "an SGD run diverged"
-    return np.asarray(e, np.float64), np.asarray(mW)
+    """pmse (seeds, len(ts)) and PC overlaps of SGD runs from the same initial weights."""
+    e, tr = sgd_runs(net, cov, lr, ts, seeds=seeds, rule=rule, weight_decay=weight_decay)
+    return e, np.asarray(tr.overlaps.m_W)
 
 
 def assert_agrees(ode, sims, label):
-    mean = sims.mean(0)
-    sem = sims.std(0, ddof=1) / np.sqrt(sims.shape[0])
-    tol = np.maximum(0.03 * mean, 3 * sem)
-    bad = np.abs(ode - mean) > tol
-    assert not bad.any(), (
-        f"{label}: ODE leaves the SGD band at t = {TS[bad]}: ode {ode[bad]}, sgd {mean[bad]} +- {sem[bad]}"
-    )
+    assert_in_band(TS, ode, sims, label)
 
 
 CASES = {
@@ -70,7 +46,7 @@ CASES = {
     "tied_linear": (dict(activation="linear", tied=True, scale=1.0), dict(dim=1000)),
     "tied_erf": (dict(activation="erf", tied=True, scale=1.0), {}),
     # tanh at D = 500: SGD ends 2.5-4% above the ODE at t ~ 150-200 (1.08-1.16 x the tolerance,
-    # float32 and float64 draws), the late-time lift of SGD noise (THEORY.md §7.2) that shrinks
+    # float32 and float64 draws), the late-time lift of SGD noise (docs/theory.md §7.2) that shrinks
     # with D: at D = 1000 it is 2.0% (0.67 x the tolerance). Tested at D = 1000.
     "tanh_untied": (dict(activation="tanh"), dict(dim=1000)),
     "erf_weight_decay": (dict(activation="erf"), dict(weight_decay=0.05)),

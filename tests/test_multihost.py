@@ -22,6 +22,7 @@ WORKER = textwrap.dedent(
     os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
     import jax
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.config.update("jax_enable_x64", True)
     pid, port, out = int(sys.argv[1]), sys.argv[2], sys.argv[3]
     jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}", num_processes=2, process_id=pid)
     import numpy as np, aedyn
@@ -76,8 +77,7 @@ def test_two_process_sweep_equals_single_process(tmp_path):
             np.testing.assert_array_equal(z["implicit"], r.status["implicit"])
             assert np.max(np.abs(z["theory"] - r.pmse)) < 1e-12
             assert np.max(np.abs(z["sgd"] - s.pmse) / s.pmse) < 1e-12
-    # 6 configurations in chunks of 4: two chunk files (written by process 0 only), and the stiff
-    # configurations' second pass in theory/stiff/
+    # 6 configurations in chunks of 4: two chunk files, written by process 0 only
     names = sorted(os.listdir(tmp_path / "theory"))
     assert [n for n in names if n.startswith("chunk_")] == ["chunk_00000.npz", "chunk_00001.npz"]
-    assert "stiff" in names and not [n for n in names if n.startswith(".tmp")]
+    assert not [n for n in names if n.startswith(".tmp")]

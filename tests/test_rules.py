@@ -1,7 +1,7 @@
-"""Single SGD steps against a hand-written float64 NumPy reference of THEORY.md §1, and against
+"""Single SGD steps against a hand-written float64 NumPy reference of docs/theory.md §1, and against
 ``jax.grad`` of the per-sample loss (the gradient form of the rules).
 
-The reference below is written from the formulas of THEORY.md §1 only (it calls no package code):
+The reference below is written from the formulas of docs/theory.md §1 only (it calls no package code):
 
     lambda^k = w^k . x / sqrt(D) + b^k,   Delta = x - sum_k v^k g(lambda^k),   e_k = v^k . Delta
     v^k <- (1 - kappa/D) v^k + (eta_V / D)   g(lambda^k) Delta
@@ -40,7 +40,7 @@ NP_ACT = {
 
 
 def reference_step(W, V, b, x, act, *, rule, tied, eta_W, eta_V, eta_b, kappa):
-    """THEORY.md §1 in plain float64 NumPy, one loop over units (no vectorisation tricks)."""
+    """docs/theory.md §1 in plain float64 NumPy, one loop over units (no vectorisation tricks)."""
     g, gp = NP_ACT[act]
     K, D = W.shape
     sq = math.sqrt(D)

@@ -11,7 +11,7 @@ import pytest
 
 import aedyn
 
-simulate_module = importlib.import_module("aedyn.simulate")  # the module (aedyn.simulate is the function)
+simulate_module = importlib.import_module("aedyn._simulate")  # the module (aedyn.simulate is the function)
 
 D, K = 50, 2
 TS = np.array([0.1, 0.5, 1.0, 2.0])
@@ -177,6 +177,7 @@ def test_progress_bar(setup, capsys):
 # -- bad input --------------------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("own_errors")
 def test_simulate_rejects_bad_input(setup):
     cov, net = setup
     with pytest.raises(ValueError, match="lr"):

@@ -17,7 +17,7 @@ import pytest
 
 import aedyn
 
-sim = importlib.import_module("aedyn.simulate")
+sim = importlib.import_module("aedyn._simulate")
 
 D, K, BLOCK = 24, 2, 8
 

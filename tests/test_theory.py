@@ -1,4 +1,4 @@
-"""Fast checks of the theory (THEORY.md §3, §6, §7): one-step Monte Carlo at initialisation,
+"""Fast checks of the theory (docs/theory.md §3, §6, §7): one-step Monte Carlo at initialisation,
 the Stein and gradient forms, the gradient-flow structure, identities, and jit/vmap/grad.
 
 The slow physics checks (mid-training Monte Carlo, trajectories vs SGD, long horizons, truncated
@@ -13,7 +13,7 @@ import pytest
 
 import aedyn
 from aedyn import theory
-from aedyn.kernels import gram, mean_slope
+from aedyn._kernels import gram, mean_slope
 
 ACTIVATIONS = ("linear", "erf", "relu")
 RULES = ("vanilla", "truncated")
@@ -29,7 +29,7 @@ def one_step_mc(net, cov, lr, rule, key, n, chunk=10_000):
     Returns (means, standard errors), each a tuple (wt (K, N), vs (K, N), M1, M2 (2K, 2K)) where
     M1 is the first-order change of the bulk moment M = sum_bulk z z^T (z dz^T + dz z^T) and M2
     the second-order one (dz dz^T), measured per sample, so that D E[M1] is the drift the theory
-    predicts exactly and D E[M2] = O(eta / D) is the noise term it neglects (THEORY.md §7.1).
+    predicts exactly and D E[M2] = O(eta / D) is the noise term it neglects (docs/theory.md §7.1).
     The mean change of the factors themselves has no second-order term: one step is linear in
     the sample's update at fixed weights, whose mean the Stein form computes exactly.
     """
@@ -132,7 +132,7 @@ def test_stein_equals_gradient(activation, rule):
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_rhs_is_minus_lr_weighted_gradient_of_pmse(activation):
-    """d wt/dt = -eta_W grad_wt pmse, d vs/dt = -eta_V grad_vs pmse (THEORY.md §3 with vs = vt/sqrt(D)),
+    """d wt/dt = -eta_W grad_wt pmse, d vs/dt = -eta_V grad_vs pmse (docs/theory.md §3 with vs = vt/sqrt(D)),
     and the bulk moment M = Z Z^T moves as Z does: dM = L M + M L^T, L = -2 diag(eta) sym(dpmse/dM)."""
     cov = aedyn.spiked_covariance(jax.random.key(3), 150, (3.0, 5.0, 8.0))
     eW, eV = 0.3, 0.7
@@ -157,7 +157,7 @@ def test_rhs_is_minus_lr_weighted_gradient_of_pmse(activation):
 @pytest.mark.parametrize("rule", RULES)
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_decoder_norm_equation(activation, rule):
-    """T0 = sum_tau t_tau moves as THEORY.md §3 says:
+    """T0 = sum_tau t_tau moves as docs/theory.md §3 says:
     dT0^{kl}/dt = eta_V [K1_k R^{lk} - sum_a G_ka T0^{al}] + (k <-> l) (a <= k for truncated)."""
     cov = aedyn.spiked_covariance(jax.random.key(4), 120, (3.0, 5.0))
     eta = 0.4
@@ -210,7 +210,7 @@ def test_default_solver_policy_explicit_then_stiff():
     """solver=None: Tsit5 while learning; a horizon that is stiff (Tsit5 past EXPLICIT_STEPS) is
     continued with Kvaerno5 from the last saved state: the same curve as Kvaerno5 throughout
     (to the solver tolerance, rtol 1e-7), and the early times those of Tsit5."""
-    from aedyn.theory.solve import EXPLICIT_STEPS
+    EXPLICIT_STEPS = theory.EXPLICIT_STEPS
 
     cov = aedyn.spiked_covariance(jax.random.key(1), 500, (2.0, 1.0))
     net = aedyn.init_autoencoder(jax.random.key(0), 500, 2, activation="erf", scale=0.1, dtype=jnp.float64)
@@ -240,12 +240,9 @@ def small_problem():
 
 
 def _final_pmse(cov, state0, lr, scale, solver):
-    params = theory.theory_params(cov, lr)
-    ys, _, _ = theory.solve_states(
-        state0.scale(scale), params, jnp.array([5.0, 30.0]), method="stein", solver=solver, rtol=1e-10, atol=1e-12
-    )
-    last = jax.tree_util.tree_map(lambda y: y[-1], ys)
-    return theory.theory_pmse(last, params)
+    tr = theory.solve(state0, cov, lr=lr, init_scale=scale, ts=jnp.array([5.0, 30.0]), method="stein",
+                      solver=solver, rtol=1e-10, atol=1e-12)
+    return tr.pmse[-1]
 
 
 @pytest.mark.parametrize(
@@ -253,7 +250,7 @@ def _final_pmse(cov, state0, lr, scale, solver):
     [pytest.param(diffrax.Kvaerno5(), marks=pytest.mark.slow), diffrax.Tsit5()],  # Kvaerno5's grad compiles slowly
     ids=["kvaerno5", "tsit5"],
 )
-def test_solve_states_jit_vmap_grad(small_problem, solver):
+def test_explicit_solver_jit_vmap_grad(small_problem, solver):
     cov, state0 = small_problem
     f = jax.jit(lambda lr, s: _final_pmse(cov, state0, lr, s, solver))
     lrs = jnp.array([0.05, 0.1, 0.2])

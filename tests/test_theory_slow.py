@@ -1,4 +1,4 @@
-"""Slow physics checks of the theory (issue 3 acceptance; THEORY.md §7): one-step Monte Carlo at
+"""Slow physics checks of the theory (issue 3 acceptance; docs/theory.md §7): one-step Monte Carlo at
 mid-training states, trajectories vs the mean of SGD seeds, long horizons, reduced vs full
 spectrum, and the truncated rule's individual principal components.
 
@@ -12,6 +12,7 @@ import pytest
 
 import aedyn
 from aedyn import theory
+from helpers import band_ratio, sgd_runs
 from test_theory import ACTIVATIONS, RULES, check_one_step
 
 pytestmark = pytest.mark.slow
@@ -46,14 +47,10 @@ def compare_with_sgd(
     K = len(strengths)
     cov = aedyn.spiked_covariance(jax.random.key(0), D, strengths)
     net = aedyn.init_autoencoder(jax.random.key(1), D, K, activation=activation, scale=0.1, dtype=dtype)
-    ts = aedyn.log_times(t_max, n_times)
-    sims = [aedyn.simulate(net, cov, key=jax.random.key(100 + s), lr=lr, ts=ts, rule=rule) for s in range(seeds)]
-    P = np.stack([np.asarray(s.pmse, np.float64) for s in sims])
-    ts_sim = np.asarray(sims[0].ts, np.float64)
+    P, tr = sgd_runs(net, cov, lr, aedyn.log_times(t_max, n_times), seeds=seeds, rule=rule)
+    ts_sim = np.asarray(tr.ts[0], np.float64)
     ode = np.asarray(theory.solve(net, cov, lr=lr, ts=ts_sim, rule=rule).pmse)
-    mean = P.mean(0)
-    sem = P.std(0, ddof=1) / np.sqrt(seeds)
-    ratio = np.abs(ode - mean) / np.maximum(0.03 * mean, 3 * sem)
+    ratio, mean, sem = band_ratio(ode, P)
     i = int(np.argmax(ratio))
     print(
         f"D={D} strengths={strengths} {activation}: max |ODE-mean|/tol = {ratio.max():.3f} at t = {ts_sim[i]:.4g} "
@@ -124,7 +121,7 @@ def test_long_horizon(activation, rule, standard):
         assert abs(gap) < 1e-3
     if activation == "erf":
         # Approaches the PCA error from above, monotonically (vanilla: everywhere; truncated:
-        # after the last plateau), without reaching it (THEORY.md §8).
+        # after the last plateau), without reaching it (docs/theory.md §8).
         assert gap > 0
         late = e[ts > 100]
         assert np.all(np.diff(late) <= 1e-12 * e[0])

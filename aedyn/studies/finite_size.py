@@ -37,8 +37,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import sweeps
-from ..data import spiked_covariance
-from ..trajectory import atomic_write
+from .._data import spiked_covariance
+from .._io import atomic_write
 
 __all__ = ["run", "main", "departure", "horizon", "replot"]
 
@@ -228,7 +228,7 @@ def _write(out, rows, curves, etas, st):
     if len(ratios) > 1:
         lines += ["", f"The departure scales with D: eta_depart / D lies between {min(ratios):.2g} and {max(ratios):.2g} "
                   "(the SGD noise and eta^2 terms that the first-order theory neglects are O(eta / D) relative, "
-                  "THEORY.md §3, §7). Divergence sets in between the last convergent and the first divergent grid "
+                  "docs/theory.md §3, §7). Divergence sets in between the last convergent and the first divergent grid "
                   f"value (grid ratio {etas[1] / etas[0]:.2g}), i.e. at eta of order D."]
     lines += ["", "![gap vs eta](finite_size.png)", "",
               "Gap per learning rate, typical run / mean curve (inf: a run diverged):", "",

@@ -1,21 +1,23 @@
-"""The asymptotically exact theory: factor-form state, right-hand side, diffrax solve."""
+"""The asymptotically exact theory (docs/theory.md): factor-form state, right-hand side, solve."""
 
-from .rhs import METHODS, TheoryParams, coefficients, rhs, theory_pmse
-from .solve import default_solver, solve, solve_states, theory_params
-from .state import TheoryState, init_state, init_state_random, state_overlaps
-
-__all__ = [
-    "METHODS",
-    "TheoryParams",
-    "TheoryState",
-    "coefficients",
-    "default_solver",
-    "init_state",
-    "init_state_random",
-    "rhs",
-    "solve",
-    "solve_states",
-    "state_overlaps",
-    "theory_params",
-    "theory_pmse",
-]
+from ._policy import (
+    EXPLICIT_STEPS as EXPLICIT_STEPS,
+    IMPLICIT_MAX_SIZE as IMPLICIT_MAX_SIZE,
+    METHODS as METHODS,
+    default_solver as default_solver,
+    resolve_method as resolve_method,
+    stiff_solver as stiff_solver,
+)
+from ._rhs import (
+    TheoryParams as TheoryParams,
+    coefficients as coefficients,
+    rhs as rhs,
+    theory_pmse as theory_pmse,
+)
+from ._solve import solve as solve, theory_params as theory_params
+from ._state import (
+    TheoryState as TheoryState,
+    init_state as init_state,
+    init_state_random as init_state_random,
+    state_overlaps as state_overlaps,
+)

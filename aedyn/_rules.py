@@ -1,4 +1,4 @@
-"""Online SGD steps: vanilla, truncated and Sanger rules (THEORY.md §1).
+"""Online SGD steps: vanilla, truncated and Sanger rules (docs/theory.md §1).
 
 Single-example, pure functions: ``sgd_step(net, x, lr)`` returns the network after one step on x.
 Scalings (fixed conventions), with Delta = x - xhat and e_k = v^k . Delta:
@@ -13,34 +13,42 @@ generalised Hebbian rule w^k <- w^k + (eta_W / D^2) sqrt(D) g(lambda^k) Delta_k.
 Weight decay kappa multiplies the old weights by (1 - kappa / D) each step (-kappa w per unit t).
 """
 
-from __future__ import annotations
-
 from collections.abc import Mapping
 
 import equinox as eqx
+import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float
+from jaxtyping import Array, ArrayLike, Float
 
-from ._checks import is_concrete
-from .model import AutoEncoder
-
-__all__ = ["LearningRates", "learning_rates", "sgd_step", "RULES"]
+from ._checks import check_number, is_concrete
+from ._model import AutoEncoder
 
 RULES = ("vanilla", "truncated", "sanger")
 
 
 class LearningRates(eqx.Module):
-    """Learning rates eta_W, eta_V, eta_b (scalars or arrays, for sweeps)."""
+    """Learning rates eta_W, eta_V, eta_b (scalars; leading batch axes in sweeps)."""
 
-    W: Float[Array, ""]
-    V: Float[Array, ""]
-    b: Float[Array, ""]
+    W: Float[Array, "*batch"]
+    V: Float[Array, "*batch"]
+    b: Float[Array, "*batch"]
+
+
+def _rate(x, name):
+    check_number(x, name)
+    a = jnp.asarray(x)
+    if a.ndim != 0:
+        raise ValueError(f"{name}: expected a number, got an array of shape {a.shape}")
+    if not (jnp.issubdtype(a.dtype, jnp.floating) or jnp.issubdtype(a.dtype, jnp.integer)):
+        raise TypeError(f"{name}: expected a real number, got dtype {a.dtype}")
+    return a
 
 
 def learning_rates(lr, dtype=None) -> LearningRates:
-    """Normalise ``lr`` (a number for all weights, a mapping with keys "W", "V", "b", or a
-    :class:`LearningRates`) and check it is non-negative."""
+    """Normalise ``lr``: a number (or scalar array) for all weights, a mapping with keys "W", "V",
+    "b" (missing keys take eta_W, or the first rate given), or a :class:`LearningRates`.
+    Concrete values must be finite and >= 0."""
     if isinstance(lr, LearningRates):
         out = lr
     elif isinstance(lr, Mapping):
@@ -49,20 +57,14 @@ def learning_rates(lr, dtype=None) -> LearningRates:
             raise ValueError(f"lr: unknown keys {sorted(unknown)}; expected a subset of 'W', 'V', 'b'")
         if not lr:
             raise ValueError("lr: the mapping of learning rates is empty")
-        default = next(iter(lr.values()))
-        default = lr.get("W", default)
-        out = LearningRates(
-            jnp.asarray(lr.get("W", default)),
-            jnp.asarray(lr.get("V", lr.get("W", default))),
-            jnp.asarray(lr.get("b", lr.get("W", default))),
-        )
+        rates = {k: _rate(v, f"lr['{k}']") for k, v in lr.items()}
+        default = rates.get("W", next(iter(rates.values())))
+        out = LearningRates(default, rates.get("V", default), rates.get("b", default))
     else:
-        a = jnp.asarray(lr)
-        if a.ndim != 0:
-            raise ValueError(f"lr: expected a number or a mapping with keys 'W', 'V', 'b', got shape {a.shape}")
+        a = _rate(lr, "lr")
         out = LearningRates(a, a, a)
     if dtype is not None:
-        out = LearningRates(*(jnp.asarray(x, dtype) for x in (out.W, out.V, out.b)))
+        out = jax.tree_util.tree_map(lambda x: jnp.asarray(x, dtype), out)
     for name, x in (("W", out.W), ("V", out.V), ("b", out.b)):
         if is_concrete(x):
             v = np.asarray(x)
@@ -72,21 +74,37 @@ def learning_rates(lr, dtype=None) -> LearningRates:
 
 
 def check_rule(rule: str, net: AutoEncoder) -> None:
-    if rule not in RULES:
+    if not isinstance(rule, str) or rule not in RULES:
         raise ValueError(f"rule: unknown rule {rule!r}; expected one of {RULES}")
     if rule == "sanger" and not net.tied:
         raise ValueError("rule: Sanger's rule is defined for tied networks; pass a network with tied=True")
 
 
+def check_weight_decay(weight_decay, D: int):
+    """kappa >= 0 and below D (each step multiplies the weights by 1 - kappa / D > 0)."""
+    check_number(weight_decay, "weight_decay", lo=0.0)
+    if is_concrete(weight_decay) and float(np.max(np.asarray(weight_decay))) >= D:
+        raise ValueError(
+            f"weight_decay: kappa = {float(np.max(np.asarray(weight_decay)))} must be below D = {D}: "
+            "each step multiplies the weights by 1 - kappa / D"
+        )
+    return weight_decay
+
+
 def sgd_step(
     net: AutoEncoder,
-    x: Float[Array, " D"],
-    lr: LearningRates,
+    x: Float[ArrayLike, " D"],
+    lr: LearningRates | Mapping | float | Float[ArrayLike, ""],
     *,
     rule: str = "vanilla",
-    weight_decay: Float[Array, ""] | float = 0.0,
+    weight_decay: float | Float[ArrayLike, ""] = 0.0,
 ) -> tuple[AutoEncoder, Float[Array, ""]]:
-    """One online SGD step on the sample x (D,). Returns (new network, per-sample loss l)."""
+    """One online SGD step on the sample x (D,). Returns (new network, per-sample loss l).
+
+    ``lr``: a number, a scalar array or a mapping with keys "W", "V", "b" (see
+    :func:`learning_rates`); pure, so ``jax.vmap`` over any of them works.
+    """
+    lr = learning_rates(lr)
     D = net.D
     dt = net.W.dtype
     sqD = jnp.sqrt(jnp.asarray(D, dt))
@@ -122,4 +140,6 @@ def sgd_step(
         W_new = decay * W + (lr.W.astype(dt) / D**2) * slope_err[:, None] * x[None, :] / sqD
         V_new = decay * net.V + (lr.V.astype(dt) / D) * hebb
     b_new = None if b is None else b + (lr.b.astype(dt) / D**2) * slope_err
-    return AutoEncoder(W_new, V_new, net.activation, b_new, net.tied), loss
+    # Same structure as ``net`` (no re-validation: a diverging step returns NaNs, jit or not).
+    new = [x for x in (W_new, V_new, b_new) if x is not None]
+    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(net), new), loss

@@ -1,4 +1,4 @@
-"""The right-hand side of the equations of motion (THEORY.md §3, §6).
+"""The right-hand side of the equations of motion (docs/theory.md §3, §6).
 
 Every mode's factor z_tau = (wt_tau, vs_tau) follows a linear equation whose matrix depends on
 the mode only through rho_tau:
@@ -10,7 +10,7 @@ and the bulk moment obeys dM/dt = L M + M L^T with the same matrix L(rho_bulk). 
 coefficient matrices come two ways that agree to rounding:
 
 * ``"gradient"``: automatic differentiation of the closed-form population error
-  pmse(Q, R, T0, b) (THEORY.md §3, "Structure": the theory is its gradient flow). A_Q is the
+  pmse(Q, R, T0, b) (docs/theory.md §3, "Structure": the theory is its gradient flow). A_Q is the
   symmetrised d pmse / dQ, A_R = d pmse / dR, A_RT its transpose, A_T the symmetrised
   d pmse / dT0. For the truncated rule row k comes from the error of units 1..k only.
   Works for every activation, bias, tied weights.
@@ -19,20 +19,18 @@ coefficient matrices come two ways that agree to rounding:
   A_T = G (lower-triangular parts for the truncated rule).
 """
 
-from __future__ import annotations
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+from jaxtyping import Array, Float
 
+from .._defaults import NODES
+from .._kernels import gram, mean_slope, stein_kernels
 from .._order import order_parameters, pmse_from_overlaps
-from ..kernels import stein_kernels
-from ..rules import LearningRates
-from .state import TheoryState
+from .._rules import LearningRates
+from ._policy import METHODS
+from ._state import TheoryState
 
-__all__ = ["TheoryParams", "rhs", "coefficients", "METHODS"]
-
-METHODS = ("stein", "gradient")
 
 
 class TheoryParams(eqx.Module):
@@ -47,9 +45,9 @@ class TheoryParams(eqx.Module):
     """
 
     lr: LearningRates
-    weight_decay: jax.Array
-    rho: jax.Array
-    bulk: jax.Array
+    weight_decay: Float[Array, "*batch"]
+    rho: Float[Array, "*batch N"]
+    bulk: Float[Array, "*batch"]
     n_bulk: int = eqx.field(static=True)
 
     @property
@@ -70,9 +68,7 @@ def _gradient_coefficients(state, params, rule, nodes):
     trace = params.trace
 
     def error(Q, R, T0, b, mask):
-        # pmse of the network restricted to the units with mask 1 (THEORY.md §2).
-        from ..kernels import gram, mean_slope
-
+        # pmse of the network restricted to the units with mask 1 (docs/theory.md §2).
         K1 = mean_slope(act, Q, b, nodes)
         G = gram(act, Q, b, nodes)
         return (
@@ -111,20 +107,18 @@ def _stein_coefficients(state, params, rule):
     return AQ, AR, AR, mask * G, None
 
 
-def coefficients(state: TheoryState, params: TheoryParams, *, rule="vanilla", method="gradient", nodes=None):
+def coefficients(state: TheoryState, params: TheoryParams, *, rule="vanilla", method="gradient", nodes=NODES):
     """The K x K matrices (A_Q, A_RT, A_R, A_T) and the bias gradient of the mode equations."""
-    from ..kernels import NODES
-
     if rule not in ("vanilla", "truncated"):
         raise ValueError(f"rule: the theory covers 'vanilla' and 'truncated', got {rule!r}")
     if method == "stein":
         return _stein_coefficients(state, params, rule)
     if method == "gradient":
-        return _gradient_coefficients(state, params, rule, nodes or NODES)
+        return _gradient_coefficients(state, params, rule, nodes)
     raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
 
 
-def rhs(t, state: TheoryState, params: TheoryParams, *, rule="vanilla", method="gradient", nodes=None):
+def rhs(t, state: TheoryState, params: TheoryParams, *, rule="vanilla", method="gradient", nodes=NODES):
     """d state / dt (per unit of t = steps / D); a pure function for ``diffrax.ODETerm``."""
     AQ, ART, AR, AT, db = coefficients(state, params, rule=rule, method=method, nodes=nodes)
     D = state.D
@@ -134,7 +128,7 @@ def rhs(t, state: TheoryState, params: TheoryParams, *, rule="vanilla", method="
     rb = params.bulk / D
     wt = state.wt
     if state.tied:
-        # vs = wt: both uses of w^k contribute (THEORY.md §1, "tied").
+        # vs = wt: both uses of w^k contribute (docs/theory.md §1, "tied").
         A = AQ + ART + AR
         dwt = -eW * (r * (A @ wt) + AT @ wt) - kappa * wt
         L = -eW * (rb * A + AT) - kappa * jnp.eye(state.K, dtype=wt.dtype)
@@ -152,9 +146,7 @@ def rhs(t, state: TheoryState, params: TheoryParams, *, rule="vanilla", method="
     return TheoryState(dwt, dvs, dM, dbias, state.activation, state.tied, state.D)
 
 
-def theory_pmse(state: TheoryState, params: TheoryParams, nodes=None):
+def theory_pmse(state: TheoryState, params: TheoryParams, nodes=NODES) -> Float[Array, ""]:
     """The exact population error of a state."""
-    from ..kernels import NODES
-
     Q, R, _, T0 = overlaps_of(state, params)
-    return pmse_from_overlaps(state.activation, params.trace, state.D, Q, R, T0, state.b, nodes or NODES)
+    return pmse_from_overlaps(state.activation, params.trace, state.D, Q, R, T0, state.b, nodes)

@@ -1,4 +1,4 @@
-"""Gaussian kernels of the activation (THEORY.md §3, §5).
+"""Gaussian kernels of the activation (docs/theory.md §3, §5).
 
 All expectations are over pre-activations lambda ~ N(b, Q), with Q the K x K covariance of the
 pre-activations and b the biases (zero when absent). The population error needs only
@@ -11,22 +11,18 @@ Closed forms are used for linear, erf and relu without bias; every other case (a
 any bias) uses Gauss–Hermite quadrature, which is differentiable and vmappable.
 """
 
-from __future__ import annotations
-
 import functools
 
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from .activations import Activation
+from ._activations import Activation
+from ._defaults import NODES
 
-__all__ = ["mean_slope", "gram", "stein_kernels", "gauss_hermite"]
-
-#: Default number of Gauss–Hermite nodes per dimension. Accurate to ~1e-10 for smooth entire g
-#: (erf, gelu) up to Q ~ 5; saturating g with poles near the real axis (tanh, sigmoid) converge
-#: slowly at large Q (tanh: ~1e-3 at Q ~ 10): pass a larger ``nodes`` there.
-NODES = 96
+# NODES Gauss–Hermite nodes per dimension are accurate to ~1e-10 for smooth entire g (erf, gelu)
+# up to Q ~ 5; saturating g with poles near the real axis (tanh, sigmoid) converge slowly at large
+# Q (tanh: ~1e-3 at Q ~ 10): pass a larger ``nodes`` there.
 
 
 @functools.lru_cache(maxsize=None)
@@ -171,7 +167,7 @@ def gram(
 
 
 def stein_kernels(act: Activation, Q: Float[Array, "K K"]):
-    """Closed-form (K1, K3, G, P, S) of THEORY.md §5 for linear, erf and relu without bias.
+    """Closed-form (K1, K3, G, P, S) of docs/theory.md §5 for linear, erf and relu without bias.
 
     Returns K1 (K,), K3 (K,), G (K, K), P (K, K), S (K, K), with S_ka = E[g''(lambda^k) g(lambda^a)].
     """

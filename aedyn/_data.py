@@ -1,23 +1,19 @@
-"""Gaussian data models (THEORY.md §1).
+"""Gaussian data models (docs/theory.md §1).
 
 A :class:`Covariance` is Omega = U diag(rho) U^T + s (I - U U^T): N explicit eigenpairs
 (rho, the columns of U) and, when N < D, an isotropic remainder of variance ``bulk`` = s on the
 other D - N directions. A full spectrum is the case N = D. The spiked model
 x = sum_m c_m a_m + sigma xi is the case "M spikes + isotropic bulk": sampling costs O(M D)
-per sample and the theory's cost does not grow with D (THEORY.md §6).
+per sample and the theory's cost does not grow with D (docs/theory.md §6).
 """
-
-from __future__ import annotations
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from ._checks import is_concrete
-
-__all__ = ["Covariance", "spiked_covariance"]
+from ._checks import check_int, check_key, check_number, is_concrete
 
 
 class Covariance(eqx.Module):
@@ -34,42 +30,58 @@ class Covariance(eqx.Module):
     eigvecs: Float[Array, "D N"]
     bulk: Float[Array, ""]
 
-    def __init__(self, eigvals, eigvecs, bulk=0.0, *, check: bool = True):
+    def __init__(self, eigvals: Float[ArrayLike, " N"], eigvecs: Float[ArrayLike, "D N"], bulk=0.0):
+        for name, x in (("eigvals", eigvals), ("eigvecs", eigvecs), ("bulk", bulk)):
+            if isinstance(x, (str, bytes)) or x is None:
+                raise TypeError(f"{name}: expected an array of numbers, got {type(x).__name__}")
         eigvals = jnp.asarray(eigvals)
         eigvecs = jnp.asarray(eigvecs)
         if eigvals.ndim != 1:
             raise ValueError(f"eigvals: expected a 1-D array of eigenvalues, got shape {eigvals.shape}")
         if eigvecs.ndim != 2 or eigvecs.shape[1] != eigvals.shape[0]:
             raise ValueError(
-                f"eigvecs: expected shape (D, {eigvals.shape[0]}) (one column per eigenvalue), "
-                f"got {eigvecs.shape}"
+                f"eigvecs: expected shape (D, {eigvals.shape[0]}) (one column per eigenvalue), got {eigvecs.shape}"
             )
         if eigvecs.shape[1] > eigvecs.shape[0]:
-            raise ValueError(
-                f"eigvecs: more eigenvectors ({eigvecs.shape[1]}) than dimensions ({eigvecs.shape[0]})"
-            )
+            raise ValueError(f"eigvecs: more eigenvectors ({eigvecs.shape[1]}) than dimensions ({eigvecs.shape[0]})")
         dtype = jnp.result_type(eigvals, eigvecs)
         if not jnp.issubdtype(dtype, jnp.floating):
             dtype = jnp.result_type(float)
-        self.eigvals = eigvals.astype(dtype)
-        self.eigvecs = eigvecs.astype(dtype)
+        eigvals, eigvecs = eigvals.astype(dtype), eigvecs.astype(dtype)
+        self.eigvals = eigvals
+        self.eigvecs = eigvecs
         self.bulk = jnp.asarray(bulk, dtype)
-        if check and is_concrete(self.eigvals, self.eigvecs, self.bulk):
-            self._check()
 
-    def _check(self):
+    def __check_init__(self):
+        if self.bulk.shape != ():
+            raise ValueError(f"bulk: expected a scalar variance, got shape {self.bulk.shape}")
+        if not is_concrete(self.eigvals, self.eigvecs, self.bulk):
+            return
         ev = np.asarray(self.eigvals, np.float64)
-        if not np.all(np.isfinite(ev)) or np.any(ev < -1e-9 * max(1.0, np.abs(ev).max(initial=0))):
-            raise ValueError("eigvals: eigenvalues must be finite and non-negative (a covariance is PSD)")
-        if np.any(np.diff(ev) > 1e-9 * max(1.0, np.abs(ev).max(initial=0))):
-            raise ValueError("eigvals: eigenvalues must be in descending order")
-        if float(self.bulk) < 0 or not np.isfinite(float(self.bulk)):
-            raise ValueError(f"bulk: the bulk variance must be finite and >= 0, got {float(self.bulk)}")
+        if not np.all(np.isfinite(ev)):
+            raise ValueError("eigvals: eigenvalues must be finite")
+        if np.any(ev < -1e-9 * max(1.0, np.abs(ev).max(initial=0))):
+            raise ValueError(f"eigvals: eigenvalues must be >= 0 (a covariance is PSD), got min {ev.min():.3g}")
+        up = np.nonzero(np.diff(ev) > 1e-9 * max(1.0, np.abs(ev).max(initial=0)))[0]
+        if up.size:
+            raise ValueError(
+                f"eigvals: eigenvalues must be in descending order (eigvals[{up[0] + 1}] > eigvals[{up[0]}]); "
+                "numpy.linalg.eigh returns them ascending: pass eigvals[::-1] and eigvecs[:, ::-1], or use "
+                "Covariance.from_matrix(C)"
+            )
+        b = float(self.bulk)
+        if not np.isfinite(b) or b < 0:
+            raise ValueError(f"bulk: the bulk variance must be finite and >= 0, got {b}")
         U = np.asarray(self.eigvecs, np.float64)
+        if not np.all(np.isfinite(U)):
+            raise ValueError("eigvecs: the eigenvectors contain non-finite values")
         tol = 1e-4 if self.eigvecs.dtype == jnp.float32 else 1e-8
         err = np.abs(U.T @ U - np.eye(U.shape[1])).max(initial=0.0)
-        if err > tol:
-            raise ValueError(f"eigvecs: columns must be orthonormal (max |U^T U - I| = {err:.2e})")
+        if not err <= tol:
+            raise ValueError(
+                f"eigvecs: columns must be orthonormal (max |U^T U - I| = {err:.2e}); "
+                "Covariance.from_matrix(C) eigendecomposes a covariance matrix"
+            )
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
@@ -132,8 +144,9 @@ class Covariance(eqx.Module):
         full = jnp.concatenate([self.eigvals, jnp.full((self.n_bulk,), self.bulk, self.eigvals.dtype)])
         return -jnp.sort(-full)
 
-    def pca_errors(self, K: int) -> Float[Array, " K+1"]:
-        """pmse_PCA(k) = (1/(2D)) * (sum of all but the k largest eigenvalues), for k = 0..K."""
+    def pca_errors(self, K: int) -> Float[Array, " k"]:
+        """pmse_PCA(k) = (1/(2D)) * (sum of all but the k largest eigenvalues), for k = 0..K: (K + 1,)."""
+        K = check_int(K, "K", lo=0)
         if K > self.dim:
             raise ValueError(f"K: at most D = {self.dim} components, got {K}")
         spec = self.spectrum()
@@ -167,11 +180,13 @@ class Covariance(eqx.Module):
         return Covariance(rho[order].astype(dt), vecs[:, order].astype(dt), 0.0)
 
     def astype(self, dtype) -> "Covariance":
-        return Covariance(self.eigvals.astype(dtype), self.eigvecs.astype(dtype), self.bulk.astype(dtype), check=False)
+        """The same covariance in another floating-point dtype."""
+        return jax.tree_util.tree_map(lambda a: a.astype(dtype), self)
 
     # -- sampling ---------------------------------------------------------------------------
-    def sample(self, key: PRNGKeyArray, n: int, dtype=None) -> Float[Array, "n D"]:
+    def sample(self, key: PRNGKeyArray, n: int | np.integer, dtype=None) -> Float[Array, "n D"]:
         """n independent samples x ~ N(0, Omega), at O(N D) cost each."""
+        n = check_int(n, "n", lo=0)
         dtype = dtype or self.eigvecs.dtype
         U = self.eigvecs.astype(dtype)
         kz, kx = jax.random.split(key)
@@ -198,7 +213,7 @@ class Covariance(eqx.Module):
 
 def spiked_covariance(
     key: PRNGKeyArray,
-    D: int,
+    D: int | np.integer,
     strengths,
     noise: float = 1.0,
     directions: str = "gaussian",
@@ -210,16 +225,20 @@ def spiked_covariance(
     "sinusoidal" uses the orthogonal sine modes a_m(i) ~ sin(pi m i / (D + 1)). ``noise`` is sigma.
     The covariance has M spike eigenvalues ~ D strengths^2 + sigma^2 and a bulk sigma^2.
     """
-    strengths = np.atleast_1d(np.asarray(strengths, np.float64))
+    key = check_key(key)
+    D = check_int(D, "D", lo=1)
+    try:
+        strengths = np.atleast_1d(np.asarray(strengths, np.float64))
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"strengths: expected a 1-D sequence of spike strengths, got {strengths!r}") from err
     if strengths.ndim != 1 or strengths.size < 1:
         raise ValueError(f"strengths: expected a 1-D sequence of spike strengths, got {strengths!r}")
+    if not np.all(np.isfinite(strengths)) or np.any(strengths < 0):
+        raise ValueError(f"strengths: spike strengths must be finite and >= 0, got {strengths.tolist()}")
     M = strengths.size
-    if not isinstance(D, (int, np.integer)) or D < 1:
-        raise ValueError(f"D: expected a positive integer dimension, got {D!r}")
     if M > D:
         raise ValueError(f"strengths: {M} spikes do not fit in D = {D} dimensions")
-    if noise < 0:
-        raise ValueError(f"noise: expected sigma >= 0, got {noise}")
+    noise = float(check_number(noise, "noise", lo=0.0))
     if directions == "gaussian":
         A = np.array(jax.random.normal(key, (M, D), jnp.float64 if jax.config.jax_enable_x64 else jnp.float32), np.float64)
     elif directions == "sinusoidal":

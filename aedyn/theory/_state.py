@@ -1,4 +1,4 @@
-"""The theory's state in factor form (THEORY.md §4, §6).
+"""The theory's state in factor form (docs/theory.md §4, §6).
 
 For each of the N explicit eigenmodes u_tau of the covariance the state holds the projections
 wt_tau = W u_tau and vs_tau = V u_tau / sqrt(D) (both O(1) along a spike); the D - N bulk
@@ -7,19 +7,17 @@ z = (wt, vs), a 2K x 2K matrix (K x K for tied weights, where vs = wt). Every de
 (q, r, t) and every overlap (Q, R, T, T0) derives from these factors, so they stay PSD.
 """
 
-from __future__ import annotations
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
+from .._activations import Activation, get_activation
+from .._checks import check_int, check_key, check_number, require_x64
+from .._data import Covariance
+from .._defaults import INIT_SCALE
+from .._model import AutoEncoder, Overlaps
 from .._order import network_factors, order_parameters
-from ..activations import Activation, get_activation
-from ..data import Covariance
-from ..model import AutoEncoder, Overlaps
-
-__all__ = ["TheoryState", "init_state", "init_state_random", "state_overlaps"]
 
 
 class TheoryState(eqx.Module):
@@ -28,15 +26,15 @@ class TheoryState(eqx.Module):
     Attributes:
         wt: (K, N) encoder projections on the explicit modes.
         vs: (K, N) decoder projections / sqrt(D); ``None`` for tied weights (then vs = wt).
-        M: (2K, 2K) bulk second moment of (wt, vs) ((K, K) when tied).
+        M: (Z, Z) bulk second moment of (wt, vs): Z = 2K, or K when tied.
         b: (K,) bias, or ``None``.
         activation, tied, D: the network's activation, tying and input dimension (static).
     """
 
-    wt: Float[Array, "K N"]
-    vs: Float[Array, "K N"] | None
-    M: Float[Array, "2K 2K"]
-    b: Float[Array, " K"] | None
+    wt: Float[Array, "*batch K N"]
+    vs: Float[Array, "*batch K N"] | None
+    M: Float[Array, "*batch Z Z"]
+    b: Float[Array, "*batch K"] | None
     activation: Activation = eqx.field(static=True)
     tied: bool = eqx.field(static=True)
     D: int = eqx.field(static=True)
@@ -70,6 +68,12 @@ class TheoryState(eqx.Module):
 
 def init_state(net: AutoEncoder, cov: Covariance, dtype=jnp.float64) -> TheoryState:
     """The exact factor-form state of a network (computed in ``dtype``, float64 by default)."""
+    if not isinstance(net, AutoEncoder):
+        raise TypeError(f"net: expected an AutoEncoder, got {type(net).__name__}")
+    if not isinstance(cov, Covariance):
+        raise TypeError(f"cov: expected a Covariance, got {type(cov).__name__}")
+    if jnp.dtype(dtype) == jnp.float64:
+        require_x64("aedyn.theory.init_state")
     if cov.dim != net.D:
         raise ValueError(f"cov: covariance of dimension {cov.dim} does not match the network's D = {net.D}")
     W = net.W.astype(dtype)
@@ -88,7 +92,7 @@ def init_state_random(
     K: int,
     *,
     activation="erf",
-    scale: float = 0.1,
+    scale: float = INIT_SCALE,
     tied: bool = False,
     bias: float | None = None,
     dtype=jnp.float64,
@@ -98,6 +102,11 @@ def init_state_random(
     Same law as ``init_state(init_autoencoder(...), cov)`` (entries N(0, scale^2), tied:
     N(0, scale^2 / D)), drawn at O(K D) cost without forming the network.
     """
+    key = check_key(key)
+    K = check_int(K, "K", lo=1)
+    check_number(scale, "scale", lo=0.0)
+    if jnp.dtype(dtype) == jnp.float64:
+        require_x64("aedyn.theory.init_state_random")
     D, N, nb = cov.dim, cov.n_modes, cov.n_bulk
     if K > D:
         raise ValueError(f"K: K = {K} hidden units exceed the input dimension D = {D}")

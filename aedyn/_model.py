@@ -1,20 +1,18 @@
-"""The shallow autoencoder xhat = sum_k v^k g(w^k . x / sqrt(D) + b^k) (THEORY.md §1–2)."""
-
-from __future__ import annotations
+"""The shallow autoencoder xhat = sum_k v^k g(w^k . x / sqrt(D) + b^k) (docs/theory.md §1–2)."""
 
 from collections.abc import Callable
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, PRNGKeyArray
+import numpy as np
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
-from ._checks import is_concrete
+from ._activations import Activation, get_activation
+from ._checks import check_int, check_key, check_number, is_concrete
+from ._data import Covariance
+from ._defaults import INIT_SCALE
 from ._order import network_factors, order_parameters, pmse_from_overlaps
-from .activations import Activation, get_activation
-from .data import Covariance
-
-__all__ = ["AutoEncoder", "init_autoencoder", "pmse", "pmse_mc", "overlaps", "Overlaps"]
 
 
 class AutoEncoder(eqx.Module):
@@ -23,10 +21,10 @@ class AutoEncoder(eqx.Module):
     Attributes:
         W: (K, D) encoder vectors, row k = w^k.
         V: (K, D) decoder vectors, row k = v^k; ``None`` for tied weights, where the decoder is
-            sqrt(D) W (THEORY.md §1, "tied": |w^k| = O(1), entries O(1/sqrt(D))).
+            sqrt(D) W (docs/theory.md §1, "tied": |w^k| = O(1), entries O(1/sqrt(D))).
         b: (K,) trained encoder bias, or ``None`` for no bias.
-        activation: the activation g.
-        tied: whether the decoder is tied to the encoder.
+        activation: the activation g (static).
+        tied: whether the decoder is tied to the encoder (static).
     """
 
     W: Float[Array, "K D"]
@@ -35,35 +33,46 @@ class AutoEncoder(eqx.Module):
     activation: Activation = eqx.field(static=True)
     tied: bool = eqx.field(static=True)
 
-    def __init__(self, W, V=None, activation="erf", b=None, tied=False):
-        W = jnp.asarray(W)
+    def __init__(
+        self,
+        W: Float[ArrayLike, "K D"],
+        V: Float[ArrayLike, "K D"] | None = None,
+        activation: str | Callable | Activation = "erf",
+        b: Float[ArrayLike, " K"] | None = None,
+        tied: bool = False,
+    ):
+        for name, x in (("W", W), ("V", V), ("b", b)):
+            if isinstance(x, (str, bytes)):
+                raise TypeError(f"{name}: expected an array, got {type(x).__name__}")
+        self.W = jnp.asarray(W)
+        self.V = None if V is None else jnp.asarray(V)
+        self.b = None if b is None else jnp.asarray(b, self.W.dtype)
+        self.activation = get_activation(activation)
+        self.tied = bool(tied)
+
+    def __check_init__(self):
+        W, V, b = self.W, self.V, self.b
         if W.ndim != 2:
             raise ValueError(f"W: expected the encoder as a (K, D) array, got shape {W.shape}")
         if not jnp.issubdtype(W.dtype, jnp.floating):
-            raise ValueError(f"W: expected a floating-point array, got {W.dtype}")
+            raise TypeError(f"W: expected a floating-point array, got {W.dtype}")
         K, D = W.shape
         if K > D:
             raise ValueError(f"W: K = {K} hidden units exceed the input dimension D = {D}")
-        if tied:
-            if V is not None:
-                raise ValueError("V: a tied autoencoder has no separate decoder (its decoder is sqrt(D) W); pass V=None")
-        else:
+        if self.tied and V is not None:
+            raise ValueError("V: a tied autoencoder has no separate decoder (its decoder is sqrt(D) W); pass V=None")
+        if not self.tied:
             if V is None:
                 raise ValueError("V: an untied autoencoder needs a (K, D) decoder")
-            V = jnp.asarray(V)
             if V.shape != W.shape:
                 raise ValueError(f"V: expected shape {W.shape} like W, got {V.shape}")
             if V.dtype != W.dtype:
-                raise ValueError(f"V: dtype {V.dtype} differs from W's {W.dtype}")
-        if b is not None:
-            b = jnp.asarray(b, W.dtype)
-            if b.shape != (K,):
-                raise ValueError(f"b: expected the bias as a ({K},) array, got shape {b.shape}")
-        self.W = W
-        self.V = V
-        self.b = b
-        self.activation = get_activation(activation)
-        self.tied = bool(tied)
+                raise TypeError(f"V: dtype {V.dtype} differs from W's {W.dtype}")
+        if b is not None and b.shape != (K,):
+            raise ValueError(f"b: expected the bias as a ({K},) array, got shape {b.shape}")
+        for name, x in (("W", W), ("V", V), ("b", b)):
+            if x is not None and is_concrete(x) and not bool(np.all(np.isfinite(np.asarray(x)))):
+                raise ValueError(f"{name}: the network's weights contain non-finite values (NaN or inf)")
 
     @property
     def K(self) -> int:
@@ -96,27 +105,31 @@ class AutoEncoder(eqx.Module):
 
 def init_autoencoder(
     key: PRNGKeyArray,
-    D: int,
-    K: int,
+    D: int | np.integer,
+    K: int | np.integer,
     *,
     activation: str | Callable | Activation = "erf",
-    scale: float = 0.1,
+    scale: float | Float[ArrayLike, ""] = INIT_SCALE,
     tied: bool = False,
     bias: float | None = None,
     dtype=jnp.float32,
 ) -> AutoEncoder:
-    """A random autoencoder: W, V entries N(0, scale^2) (tied: N(0, scale^2 / D), THEORY.md §1).
+    """A random autoencoder: W, V entries N(0, scale^2) (tied: N(0, scale^2 / D), docs/theory.md §1).
 
-    ``bias=None`` means no bias; a number means a trained bias starting at that value.
+    ``bias=None`` means no bias; a number means a trained bias starting at that value. The weights
+    are drawn in float64 (float32 when JAX's x64 is off) and cast to ``dtype``, so that one key
+    gives the same initial network in every dtype.
     """
-    if not isinstance(D, int) or D < 1:
-        raise ValueError(f"D: expected a positive integer, got {D!r}")
-    if not isinstance(K, int) or K < 1:
-        raise ValueError(f"K: expected a positive integer, got {K!r}")
+    key = check_key(key)
+    D = check_int(D, "D", lo=1)
+    K = check_int(K, "K", lo=1)
     if K > D:
         raise ValueError(f"K: K = {K} hidden units exceed the input dimension D = {D}")
-    if is_concrete(scale) and float(scale) < 0:
-        raise ValueError(f"scale: expected a non-negative initial scale, got {scale}")
+    check_number(scale, "scale", lo=0.0)
+    if bias is not None:
+        check_number(bias, "bias")
+    if not jnp.issubdtype(jnp.dtype(dtype), jnp.floating):
+        raise TypeError(f"dtype: expected a floating-point dtype (float32 or float64), got {dtype}")
     kw, kv = jax.random.split(key)
     # Draw in float64 and cast, so that one key gives the same initial weights in every dtype
     # (a float32 simulation and the float64 theory start from the same network).
@@ -133,7 +146,7 @@ def init_autoencoder(
 
 
 class Overlaps(eqx.Module):
-    """Macroscopic order parameters of a network (THEORY.md §2), each K x K (leading axes allowed).
+    """Macroscopic order parameters of a network (docs/theory.md §2), each K x K (leading axes allowed).
 
     ``m_W[k, j]`` / ``m_V[k, j]``: cosine between w^k (v^k) and the j-th principal component.
     """
@@ -147,6 +160,10 @@ class Overlaps(eqx.Module):
 
 
 def _check_pair(net: AutoEncoder, cov: Covariance):
+    if not isinstance(net, AutoEncoder):
+        raise TypeError(f"net: expected an AutoEncoder, got {type(net).__name__}")
+    if not isinstance(cov, Covariance):
+        raise TypeError(f"cov: expected a Covariance, got {type(cov).__name__}")
     if cov.dim != net.D:
         raise ValueError(f"cov: covariance of dimension {cov.dim} does not match the network's D = {net.D}")
 
@@ -171,15 +188,15 @@ def overlaps(net: AutoEncoder, cov: Covariance) -> Overlaps:
 
 
 def pmse(net: AutoEncoder, cov: Covariance) -> Float[Array, ""]:
-    """Population error E[|x - xhat|^2] / (2D) for x ~ N(0, cov), exact (THEORY.md §2)."""
+    """Population error E[|x - xhat|^2] / (2D) for x ~ N(0, cov), exact (docs/theory.md §2)."""
     _check_pair(net, cov)
     dtype = net.W.dtype
     ov = overlaps(net, cov)
     return pmse_from_overlaps(net.activation, cov.trace.astype(dtype), net.D, ov.Q, ov.R, ov.T0, net.b)
 
 
-def pmse_mc(net: AutoEncoder, samples: Float[Array, "n D"]) -> tuple[Float[Array, ""], Float[Array, ""]]:
-    """Monte-Carlo estimate of pmse on given samples: (mean, standard error of the mean)."""
+def pmse_mc(net: AutoEncoder, samples: Float[ArrayLike, "n D"]) -> tuple[Float[Array, ""], Float[Array, ""]]:
+    """Monte-Carlo estimate of pmse on given samples (n, D): (mean, standard error of the mean)."""
     samples = jnp.asarray(samples, net.W.dtype)
     if samples.ndim != 2 or samples.shape[1] != net.D:
         raise ValueError(f"samples: expected shape (n, {net.D}), got {samples.shape}")

@@ -1,0 +1,163 @@
+"""The long-time picture: plateaus, escape times, fixed points and the comparison with PCA.
+
+Because the first-order theory is the gradient flow of the population error (docs/theory.md §3,
+"Structure"), its fixed points are the stationary points of pmse and its long-time limits the
+local minima reached downhill. This module finds them by minimising the closed-form pmse over the
+factors (optimistix BFGS), and reads plateaus and escape times off a trajectory.
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optimistix as optx
+
+from ._data import Covariance
+from .theory import TheoryState, theory_params, theory_pmse
+
+@dataclasses.dataclass(frozen=True)
+class Plateau:
+    """A stretch of a learning curve where pmse changes by less than ``flatness`` per decade of t."""
+
+    t_start: float
+    t_end: float
+    level: float
+
+
+def find_plateaus(ts, pmse, *, flatness: float = 0.02, min_decades: float = 0.5) -> list[Plateau]:
+    """Plateaus of a pmse curve sampled at log-spaced times ``ts`` (t > 0).
+
+    A plateau is a maximal run of intervals where |d log pmse / d log10 t| < ``flatness`` that
+    spans at least ``min_decades`` decades of t.
+    """
+    ts = np.asarray(ts, np.float64)
+    e = np.asarray(pmse, np.float64)
+    keep = ts > 0
+    ts, e = ts[keep], e[keep]
+    if ts.size < 3:
+        raise ValueError("ts: need at least three positive times to find plateaus")
+    lt = np.log10(ts)
+    slope = np.abs(np.diff(np.log(e)) / np.diff(lt))
+    flat = slope < flatness
+    out = []
+    i = 0
+    while i < flat.size:
+        if not flat[i]:
+            i += 1
+            continue
+        j = i
+        while j < flat.size and flat[j]:
+            j += 1
+        if lt[j] - lt[i] >= min_decades:
+            out.append(Plateau(float(ts[i]), float(ts[j]), float(np.mean(e[i : j + 1]))))
+        i = j
+    return out
+
+
+def escape_times(ts, pmse, levels) -> np.ndarray:
+    """For k = 1..len(levels)-1, the first time pmse falls below the midpoint of levels[k-1] and
+    levels[k] (e.g. successive PCA errors): the escape from plateau k-1. NaN if never."""
+    ts = np.asarray(ts, np.float64)
+    e = np.asarray(pmse, np.float64)
+    levels = np.asarray(levels, np.float64)
+    out = np.full(levels.size - 1, np.nan)
+    for k in range(1, levels.size):
+        below = np.nonzero(e < 0.5 * (levels[k - 1] + levels[k]))[0]
+        if below.size:
+            out[k - 1] = ts[below[0]]
+    return out
+
+
+def pca_gap(traj) -> float:
+    """Relative distance of the last pmse above the K-component PCA error."""
+    pca = np.asarray(traj.pca)
+    return float((np.asarray(traj.pmse)[-1] - pca[-1]) / pca[-1])
+
+
+def _unpack(y, template: TheoryState) -> TheoryState:
+    wt, vs, C, b = y
+    M = C @ C.T
+    return TheoryState(wt, vs, M, b, template.activation, template.tied, template.D)
+
+
+def _minimise(y0, template, params, *, rtol, atol, max_steps):
+    def loss(y, _):
+        return theory_pmse(_unpack(y, template), params)
+
+    sol = optx.minimise(
+        loss, optx.BFGS(rtol=rtol, atol=atol), y0, max_steps=max_steps, throw=False
+    )
+    state = _unpack(sol.value, template)
+    return float(theory_pmse(state, params)), state, bool(sol.result == optx.RESULTS.successful)
+
+
+def long_time_limit(
+    state: TheoryState, cov: Covariance, *, rtol=1e-10, atol=1e-12, max_steps=10_000
+) -> tuple[float, TheoryState, bool]:
+    """The local minimum of pmse reached downhill from ``state`` (a stable fixed point of the
+    vanilla flow): (pmse, state, converged). For untied sigmoidal networks the infimum lies at
+    infinite decoder norm, and the value returned approaches it from above."""
+    params = theory_params(cov, 1.0)
+    z = state.full_moment()
+    # M = C C^T keeps the bulk moment PSD; a jittered Cholesky factor starts it.
+    n = state.M.shape[0]
+    C = jnp.linalg.cholesky(state.M + 1e-12 * jnp.eye(n, dtype=state.M.dtype) * (1 + jnp.trace(z)))
+    y0 = (state.wt, state.vs, C, state.b)
+    return _minimise(y0, state, params, rtol=rtol, atol=atol, max_steps=max_steps)
+
+
+def plateau_levels(
+    state: TheoryState,
+    cov: Covariance,
+    *,
+    key=None,
+    restarts: int = 4,
+    rtol=1e-10,
+    atol=1e-12,
+    max_steps=10_000,
+) -> np.ndarray:
+    """Plateau levels k = 0..min(K, N): the minimum of pmse over networks whose weights lie in
+    the span of the k leading eigenvectors (the saddle at which k components are learned).
+
+    For linear networks these are the PCA errors; sigmoidal untied networks approach them from
+    above only at infinite decoder norm; tied ones stay above them. Each level is the best of
+    ``restarts`` BFGS runs from random O(1) factors.
+    """
+    params = theory_params(cov, 1.0)
+    key = jax.random.key(0) if key is None else key
+    K, N = state.wt.shape
+    levels = [float(theory_pmse(state.scale(0.0), params))]
+    for k in range(1, min(K, N) + 1):
+        tmpl = state
+
+        def loss(y, _, k=k, tmpl=tmpl):
+            wt, vs, b = y
+            pad = ((0, 0), (0, N - k))
+            s = TheoryState(
+                jnp.pad(wt, pad),
+                None if vs is None else jnp.pad(vs, pad),
+                jnp.zeros_like(tmpl.M),
+                b,
+                tmpl.activation,
+                tmpl.tied,
+                tmpl.D,
+            )
+            return theory_pmse(s, params)
+
+        best = np.inf
+        for _ in range(restarts):
+            k1, k2, key = jax.random.split(key, 3)
+            wt0 = jax.random.normal(k1, (K, k), state.wt.dtype)
+            vs0 = None if state.tied else jax.random.normal(k2, (K, k), state.wt.dtype)
+            b0 = None if state.b is None else jnp.zeros_like(state.b)
+            sol = optx.minimise(
+                loss, optx.BFGS(rtol=rtol, atol=atol), (wt0, vs0, b0), max_steps=max_steps, throw=False
+            )
+            value = float(loss(sol.value, None))
+            # pmse >= 0 always: a negative or non-finite value is a numerical breakdown of an
+            # excursion to extreme parameters, not a minimum.
+            if np.isfinite(value) and value >= 0:
+                best = min(best, value)
+        levels.append(best if np.isfinite(best) else np.nan)
+    return np.asarray(levels)

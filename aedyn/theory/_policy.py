@@ -1,0 +1,49 @@
+"""The theory's solver policy and method choice, in one place (used by ``solve``, and so by
+sweeps, objectives and fits, which are transforms of it).
+
+The equations are not stiff while the network learns (escapes, plateaus): there the explicit
+Tsit5 takes fewer steps than an implicit method at ~1/10 of the cost per step. Near convergence
+the fast spike directions relax at rates ~ eta rho_max / D while the bulk relaxes at
+eta sigma^2 / D (docs/theory.md §4): long horizons are stiff. So the default solve runs in two
+phases inside one trace: Tsit5 for at most :data:`EXPLICIT_STEPS` steps, then, only where that
+budget ran out, Kvaerno5 from the last state Tsit5 saved (an empty second phase otherwise). Under
+``vmap`` the members that finished in the first phase cost nothing in the second.
+"""
+
+import diffrax
+import jax
+
+#: Steps the explicit first phase may take before a solve counts as stiff.
+EXPLICIT_STEPS = 4096
+#: States up to this many numbers get the implicit second phase (a dense Jacobian is cheap).
+IMPLICIT_MAX_SIZE = 1024
+
+METHODS = ("stein", "gradient")
+
+
+def resolve_method(method: str, activation, tied: bool, bias: bool) -> str:
+    """``"auto"``: the hand-written Stein form where it applies (closed-form kernels: linear, erf,
+    relu; untied; no bias), else the autodiff ``"gradient"`` form."""
+    if method == "auto":
+        return "stein" if (activation.closed_form and not tied and not bias) else "gradient"
+    if method not in METHODS:
+        raise ValueError(f"method: expected 'auto', 'stein' or 'gradient', got {method!r}")
+    if method == "stein" and (tied or bias or not activation.closed_form):
+        raise ValueError(
+            "method: the Stein form covers untied networks without bias and with a closed-form "
+            "activation (linear, erf, relu); use method='gradient' (or 'auto')"
+        )
+    return method
+
+
+def default_solver(state=None):
+    """Tsit5: the first phase of the default policy."""
+    del state
+    return diffrax.Tsit5()
+
+
+def stiff_solver(state):
+    """Kvaerno5 (L-stable ESDIRK) for states of at most :data:`IMPLICIT_MAX_SIZE` numbers, else
+    None (a dense Jacobian of a large N-mode state costs more than the explicit steps it saves)."""
+    size = sum(x.size for x in jax.tree_util.tree_leaves(state))
+    return diffrax.Kvaerno5() if size <= IMPLICIT_MAX_SIZE else None

@@ -1,0 +1,298 @@
+"""Integrate the equations of motion with diffrax (docs/theory.md §3, §4).
+
+:func:`solve` is pure and traceable with its default arguments: ``jax.jit``, ``jax.vmap`` (over
+learning rates, weight decay, initial scale, the covariance's eigenvalues, the initial state),
+``jax.grad``/``jax.jacrev``/``jax.jacfwd`` and ``shard_map`` all apply to it. The solver policy
+(:mod:`aedyn.theory._policy`) runs inside the trace.
+
+Gradients. diffrax differentiates a solve in reverse mode with ``RecursiveCheckpointAdjoint``
+(a checkpointed loop with a custom VJP, which forward mode cannot enter) and in forward mode with
+``ForwardMode`` (a plain loop, which reverse mode cannot transpose). The default ``adjoint=None``
+gives both: the solve is a ``jax.custom_jvp`` whose tangent map is linear in the input tangent and
+is built with ``jax.lax.custom_linear_solve`` (JAX's public primitive for a linear map with a
+custom transpose, and a batching rule): applied, it is the ``ForwardMode`` JVP; transposed, it is
+the ``RecursiveCheckpointAdjoint`` VJP whose forward pass computed the primal. So ``jax.grad``
+costs what diffrax's reverse mode costs, and ``jax.jacfwd`` what its forward mode costs. (Second
+derivatives are not supported; pass an explicit ``adjoint`` for those.)
+"""
+
+import dataclasses
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from .._compat import lineax_shard_map_compat
+from .._checks import check_int, check_number, check_times, is_concrete, require_x64
+from .._data import Covariance
+from .._defaults import ATOL, LR, MAX_STEPS, NODES, RTOL, log_times
+from .._errors import SolveError
+from .._model import AutoEncoder
+from .._rules import check_weight_decay, learning_rates
+from .._trajectory import Trajectory
+from ._policy import EXPLICIT_STEPS, default_solver, resolve_method, stiff_solver
+from ._rhs import TheoryParams, rhs, theory_pmse
+from ._state import TheoryState, init_state, state_overlaps
+
+
+def theory_params(cov: Covariance, lr=LR, weight_decay=0.0) -> TheoryParams:
+    """The :class:`TheoryParams` of a covariance, learning rates and weight decay (float64)."""
+    require_x64("aedyn.theory")
+    dt = jnp.float64
+    return TheoryParams(
+        learning_rates(lr, dt), jnp.asarray(weight_decay, dt), cov.eigvals.astype(dt), cov.bulk.astype(dt), cov.n_bulk
+    )
+
+
+class _Plan(eqx.Module):
+    """Everything static about a solve (hashable: the key of its compiled program)."""
+
+    rule: str
+    method: str
+    solver: object  # a diffrax solver, or None for the two-phase default
+    stiff: object  # the second-phase solver of the default policy, or None
+    explicit_steps: int
+    rtol: float
+    atol: float
+    max_steps: int
+    nodes: int
+    adjoint: object
+    progress: bool
+
+
+def _restart_point(state0, ys, ts):
+    """``(k, state, t)``: the last saved time whose state is finite (k = -1: none; then state0, t = 0)."""
+    leaves = jax.tree_util.tree_leaves(ys)
+    finite = jnp.stack([jnp.all(jnp.isfinite(y.reshape(y.shape[0], -1)), axis=1) for y in leaves]).all(0)
+    k = jnp.sum(jnp.cumprod(finite)) - 1
+    kk = jnp.maximum(k, 0)
+    state = jax.tree_util.tree_map(lambda y, y0: jnp.where(k >= 0, y[kk], y0), ys, state0)
+    return k, state, jnp.where(k >= 0, ts[kk], jnp.zeros((), ts.dtype))
+
+
+def _integrate(plan: _Plan, adjoint, x):
+    """(states at ts, stats) of the solve of ``x = (state0, params, ts)`` with a given adjoint."""
+    state0, params, ts = x
+    term = diffrax.ODETerm(lambda t, y, args: rhs(t, y, args, rule=plan.rule, method=plan.method, nodes=plan.nodes))
+    meter = diffrax.TqdmProgressMeter() if plan.progress else diffrax.NoProgressMeter()
+
+    def run(solver, y0, t0, max_steps):
+        return diffrax.diffeqsolve(
+            term, solver, t0=t0, t1=ts[-1], dt0=None, y0=y0, args=params,
+            saveat=diffrax.SaveAt(ts=jnp.maximum(ts, t0)),
+            stepsize_controller=diffrax.PIDController(rtol=plan.rtol, atol=plan.atol),
+            max_steps=max_steps, throw=False, adjoint=adjoint, progress_meter=meter,
+        )
+
+    zero = jnp.zeros((), ts.dtype)
+    first = run(plan.solver or default_solver(), state0, zero, plan.explicit_steps)
+    ys, result, steps = first.ys, first.result, first.stats["num_steps"]
+    implicit = jnp.zeros((), bool)
+    if plan.stiff is not None:
+        # Stiff (the explicit budget ran out): continue implicitly from the last saved state.
+        # Otherwise the second phase starts at t1 and takes no step.
+        stiff = result == diffrax.RESULTS.max_steps_reached
+        k, st, t_r = _restart_point(state0, ys, ts)
+        last = jax.tree_util.tree_map(lambda y: y[-1], ys)
+        y0 = jax.tree_util.tree_map(lambda a, b: jnp.where(stiff, a, b), st, last)
+        second = run(plan.stiff, y0, jnp.where(stiff, t_r, ts[-1]), plan.max_steps - plan.explicit_steps)
+        keep = (jnp.arange(ts.shape[0]) <= k) | ~stiff
+        ys = jax.tree_util.tree_map(
+            lambda a, b: jnp.where(keep.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), ys, second.ys
+        )
+        result = diffrax.RESULTS.where(stiff, second.result, result)
+        steps = steps + jnp.where(stiff, second.stats["num_steps"], 0)
+        implicit = stiff
+    stats = {
+        "num_steps": jnp.asarray(steps, jnp.int32),
+        "successful": result == diffrax.RESULTS.successful,
+        "max_steps_reached": result == diffrax.RESULTS.max_steps_reached,
+        "implicit": implicit,
+    }
+    return ys, stats
+
+
+def _both_modes(plan: _Plan, x):
+    """The solve, differentiable in forward and reverse mode (see the module docstring)."""
+    f_rev = jax.tree_util.Partial(_integrate, plan, diffrax.RecursiveCheckpointAdjoint())
+    f_fwd = jax.tree_util.Partial(_integrate, plan, diffrax.ForwardMode())
+
+    @jax.custom_jvp
+    def solve_x(x):
+        return f_rev(x)
+
+    @solve_x.defjvp
+    def solve_x_jvp(primals, tangents):
+        (x,), (dx,) = primals, tangents
+        ys, vjp_fn, stats = jax.vjp(f_rev, x, has_aux=True)
+        flat_x, unravel_x = ravel_pytree(x)
+        flat_y, unravel_y = ravel_pytree(ys)
+        n = flat_x.size
+        b = jnp.concatenate([ravel_pytree(dx)[0], jnp.zeros_like(flat_y)])
+
+        def apply(_, b):  # (dx, .) -> (0, J dx): the ForwardMode JVP
+            dy = jax.jvp(lambda x: f_fwd(x)[0], (x,), (unravel_x(b[:n]),))[1]
+            return jnp.concatenate([jnp.zeros((n,), b.dtype), ravel_pytree(dy)[0]])
+
+        def transpose(_, c):  # (., ct) -> (J^T ct, 0): the RecursiveCheckpointAdjoint VJP
+            return jnp.concatenate([ravel_pytree(vjp_fn(unravel_y(c[n:]))[0])[0], jnp.zeros_like(flat_y)])
+
+        out = jax.lax.custom_linear_solve(lambda v: v, b, apply, transpose)
+        zeros = jax.tree_util.tree_map(lambda s: np.zeros(s.shape, jax.dtypes.float0), stats)
+        return (ys, stats), (unravel_y(out[n:]), zeros)
+
+    return solve_x(x)
+
+
+@eqx.filter_jit
+def _solve_core(plan: _Plan, x):
+    """(states, pmse, overlaps, stats): the compiled solve, cached by equinox on ``plan``."""
+    if plan.adjoint is None:
+        ys, stats = _both_modes(plan, x)
+    else:
+        ys, stats = _integrate(plan, plan.adjoint, x)
+    _, params, _ = x
+    e = jax.vmap(lambda s: theory_pmse(s, params, plan.nodes))(ys)
+    ov = jax.vmap(lambda s: state_overlaps(s, params.rho, params.bulk))(ys)
+    stats["successful"] = stats["successful"] & jnp.all(jnp.isfinite(e))
+    return ys, e, ov, stats
+
+
+def _initial_state(init, cov: Covariance) -> TheoryState:
+    if not isinstance(cov, Covariance):
+        raise TypeError(f"cov: expected a Covariance, got {type(cov).__name__}")
+    if isinstance(init, AutoEncoder):
+        return init_state(init, cov)
+    if isinstance(init, TheoryState):
+        if init.D != cov.dim:
+            raise ValueError(f"cov: dimension {cov.dim} does not match the state's D = {init.D}")
+        if init.wt.shape[-1] != cov.n_modes:
+            raise ValueError(f"cov: the state has {init.wt.shape[-1]} explicit modes, the covariance {cov.n_modes}")
+        if init.wt.dtype != jnp.float64:
+            raise TypeError(f"init: the theory state must be float64, got {init.wt.dtype}")
+        if is_concrete(init):
+            for name in ("wt", "vs", "M", "b"):
+                x = getattr(init, name)
+                if x is not None and not bool(np.all(np.isfinite(np.asarray(x)))):
+                    raise ValueError(f"init: the state's {name} contains non-finite values")
+        return init
+    raise TypeError(f"init: expected an AutoEncoder or a TheoryState, got {type(init).__name__}")
+
+
+def solve(
+    init: AutoEncoder | TheoryState,
+    cov: Covariance,
+    *,
+    lr=LR,
+    ts=None,
+    rule: str = "vanilla",
+    weight_decay=0.0,
+    init_scale=1.0,
+    method: str = "auto",
+    solver=None,
+    rtol: float = RTOL,
+    atol: float = ATOL,
+    max_steps: int = MAX_STEPS,
+    adjoint=None,
+    progress: bool = False,
+    nodes: int = NODES,
+    throw: bool = True,
+) -> Trajectory:
+    """Solve the theory from a network's exact order parameters (or a :class:`TheoryState`).
+
+    Pure and traceable (jit, vmap, grad, jacfwd, shard_map) in every array argument. Needs float64
+    (``jax.config.update("jax_enable_x64", True)``).
+
+    Args:
+        init: the initial network (its exact factors are used) or a theory state.
+        cov: the input covariance; a spiked model (few eigenpairs + isotropic bulk) is solved in
+            the reduced spikes+bulk form whose cost does not grow with D.
+        lr: eta for all weights, or a mapping with keys "W", "V", "b".
+        ts: (n,) increasing times t = steps / D (default: 100 log-spaced times from 0.01 to 100).
+        rule: "vanilla" or "truncated".
+        weight_decay: kappa, per unit of t.
+        init_scale: multiplies the initial weights (so the solve is differentiable in it).
+        method: "stein" (hand-written, closed-form kernels), "gradient" (autodiff of the
+            population error; every activation, bias, tied) or "auto" (stein where it applies).
+        solver: a diffrax solver; default None: the policy of :mod:`aedyn.theory` (Tsit5, the stiff
+            remainder with Kvaerno5; ``stats["implicit"]`` says where).
+        rtol, atol, max_steps: step-size control and step budget.
+        adjoint: a diffrax adjoint; default None supports both ``jax.grad`` and ``jax.jacfwd``.
+        progress: a diffrax progress bar.
+        nodes: Gauss-Hermite nodes for activations without closed-form kernels.
+        throw: raise if the solve fails (:class:`SolveError` outside a trace, an
+            ``equinox.error_if`` error inside one); else NaNs and ``stats["successful"]`` False.
+
+    Returns:
+        A :class:`Trajectory`: ``ts``, ``pmse`` (n,), ``overlaps`` (n, ...), the final ``state``,
+        ``pca`` (K + 1,), ``params`` (learning rates, weight decay, initial scale), ``stats``
+        (``num_steps``, ``successful``, ``max_steps_reached``, ``implicit``) and ``config``.
+    """
+    state0 = _initial_state(init, cov)
+    require_x64("aedyn.theory.solve")
+    if not isinstance(rule, str) or rule not in ("vanilla", "truncated"):
+        raise ValueError(f"rule: the theory covers 'vanilla' and 'truncated', got {rule!r}")
+    check_weight_decay(weight_decay, state0.D)
+    check_number(init_scale, "init_scale", lo=0.0)
+    check_number(rtol, "rtol", lo=0.0, lo_open=True)
+    check_number(atol, "atol", lo=0.0, lo_open=True)
+    max_steps = check_int(max_steps, "max_steps", lo=1)
+    nodes = check_int(nodes, "nodes", lo=2)
+    if solver is not None and not isinstance(solver, diffrax.AbstractSolver):
+        raise TypeError(f"solver: expected a diffrax solver such as diffrax.Kvaerno5(), got {solver!r}")
+    if adjoint is not None and not isinstance(adjoint, diffrax.AbstractAdjoint):
+        raise TypeError(f"adjoint: expected a diffrax adjoint, got {adjoint!r}")
+    method = resolve_method(method, state0.activation, state0.tied, state0.b is not None)
+    if ts is None:
+        ts = log_times()
+    if is_concrete(ts):
+        ts = check_times(ts)
+    ts = jnp.asarray(ts, jnp.float64)
+    if ts.ndim != 1:
+        raise ValueError(f"ts: expected a 1-D array of times, got shape {ts.shape}")
+    params = theory_params(cov, lr, weight_decay)
+    state0 = state0.scale(jnp.asarray(init_scale, jnp.float64))
+    stiff = stiff_solver(state0) if solver is None else None
+    explicit = min(EXPLICIT_STEPS, max_steps) if stiff is not None and max_steps > EXPLICIT_STEPS else max_steps
+    plan = _Plan(rule, method, solver, stiff if explicit < max_steps else None, explicit, float(rtol), float(atol),
+                 max_steps, nodes, adjoint, bool(progress))
+    if plan.stiff is not None or isinstance(solver, diffrax.AbstractImplicitSolver):
+        lineax_shard_map_compat()  # implicit solves under shard_map (lineax#185)
+    x = (state0, params, ts)
+    concrete = is_concrete(x)
+    if concrete and plan.stiff is not None:
+        # Outside a trace, try the explicit phase alone first (compiles in half the time); only a
+        # stiff solve runs the whole two-phase program. Same numbers as under a trace.
+        ys, e, ov, stats = _solve_core(dataclasses.replace(plan, stiff=None), x)
+        if bool(stats["max_steps_reached"]):
+            ys, e, ov, stats = _solve_core(plan, x)
+    else:
+        ys, e, ov, stats = _solve_core(plan, x)
+    if throw and concrete and not bool(stats["successful"]):
+        bad = np.where(~np.isfinite(np.asarray(e)))[0]
+        where = f" (non-finite from t = {float(ts[bad[0]]):.4g})" if bad.size else ""
+        reason = "max_steps reached" if bool(stats["max_steps_reached"]) else "the solver failed"
+        raise SolveError(
+            f"solve: the ODE solve failed{where}: {reason} after {int(stats['num_steps'])} steps. Try a larger "
+            "max_steps, looser tolerances or an implicit solver (solver=diffrax.Kvaerno5())."
+        )
+    if throw and not concrete:
+        e = eqx.error_if(e, ~stats["successful"], "solve: the ODE solve failed (max_steps reached or non-finite "
+                         "state); pass throw=False to get NaNs and stats['successful'] instead")
+    K = state0.K
+    info = {
+        "kind": "theory", "D": state0.D, "K": K, "modes": int(state0.wt.shape[-1]), "bulk_directions": cov.n_bulk,
+        "activation": state0.activation.name, "rule": rule, "tied": state0.tied, "bias": state0.b is not None,
+        "method": method, "solver": type(solver or default_solver()).__name__,
+        "stiff_solver": None if plan.stiff is None else type(plan.stiff).__name__,
+        "explicit_steps": plan.explicit_steps, "rtol": float(rtol), "atol": float(atol), "max_steps": max_steps,
+    }
+    hyper = {"lr_W": params.lr.W, "lr_V": params.lr.V, "lr_b": params.lr.b, "weight_decay": params.weight_decay,
+             "init_scale": jnp.asarray(init_scale, jnp.float64)}
+    return Trajectory(
+        ts=ts, pmse=e, overlaps=ov, state=jax.tree_util.tree_map(lambda y: y[-1], ys), pca=cov.pca_errors(K),
+        params=hyper, stats=stats, info=tuple(info.items()),
+    )
