@@ -32,7 +32,10 @@ from ._simulate import simulate as simulate
 from ._sweeps import SweepResult as SweepResult, sweep_simulation as sweep_simulation, sweep_theory as sweep_theory
 from ._trajectory import Trajectory as Trajectory
 
-__version__ = importlib.metadata.version("aedyn")
+try:
+    __version__ = importlib.metadata.version("aedyn")
+except importlib.metadata.PackageNotFoundError:  # a checkout on sys.path, not installed
+    __version__ = "unknown"
 
 __all__ = [
     "Activation",

@@ -28,6 +28,8 @@ def check_times(ts, name: str = "ts") -> np.ndarray:
     """A concrete, non-empty 1-D array of finite, non-negative, strictly increasing times."""
     if not is_concrete(ts):
         raise TypeError(f"{name}: the recording times must be concrete (not traced): they fix array shapes")
+    if isinstance(ts, (str, bytes)):
+        raise TypeError(f"{name}: expected a 1-D array of times, got a string {ts!r}")
     try:
         t = np.asarray(ts, np.float64)
     except (TypeError, ValueError) as err:

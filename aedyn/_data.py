@@ -87,7 +87,10 @@ class Covariance(eqx.Module):
     @classmethod
     def from_matrix(cls, matrix, *, rtol: float = 1e-8) -> "Covariance":
         """Eigendecompose a symmetric positive semi-definite D x D matrix."""
-        C = np.asarray(matrix, np.float64)
+        try:
+            C = np.asarray(matrix, np.float64)
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"matrix: expected a D x D array of numbers, got {type(matrix).__name__}") from err
         if C.ndim != 2 or C.shape[0] != C.shape[1]:
             raise ValueError(f"matrix: expected a square D x D covariance, got shape {C.shape}")
         if not np.all(np.isfinite(C)):
@@ -108,7 +111,10 @@ class Covariance(eqx.Module):
     @classmethod
     def from_samples(cls, samples, *, center: bool = False) -> "Covariance":
         """Second-moment matrix E[x x^T] of samples (n, D) (centred first if ``center``)."""
-        X = np.asarray(samples, np.float64)
+        try:
+            X = np.asarray(samples, np.float64)
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"samples: expected an (n, D) array of numbers, got {type(samples).__name__}") from err
         if X.ndim != 2 or X.shape[0] < 1:
             raise ValueError(f"samples: expected an array of shape (n, D), got {X.shape}")
         if not np.all(np.isfinite(X)):

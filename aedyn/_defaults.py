@@ -29,3 +29,9 @@ def log_times(t_max: float = T_MAX, n: int = N_TIMES, t_min: float = T_MIN) -> n
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
         raise ValueError(f"n: expected an integer number of times >= 2, got {n!r}")
     return np.geomspace(t_min, t_max, int(n))
+
+#: Where online SGD leaves the first-order theory, in units of eta / D (docs/finite_size.md,
+#: spiked model, erf): a typical run departs from the theory by 5% past ETA_DEPART_PER_D * D, and
+#: SGD runs diverge past ETA_DIVERGE_PER_D * D (measured between 0.5 D and D).
+ETA_DEPART_PER_D = 1.2e-3
+ETA_DIVERGE_PER_D = 0.5

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ._checks import check_int, check_number
 from ._data import Covariance
 from ._objectives import curve_distance, make_curve, time_to_level
 
@@ -67,16 +68,19 @@ def _to_natural(u: Mapping, bounds: Mapping):
 def _to_unconstrained(theta: Mapping, bounds: Mapping):
     out = {}
     for k, v in theta.items():
-        v = np.asarray(v, np.float64)
-        if np.any(v <= 0):
-            raise ValueError(f"{k}: log-parametrised values must be > 0, got {v}")
+        try:
+            v = np.asarray(v, np.float64)
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"{k}: expected a number or an array of numbers, got {v!r}") from err
+        if not np.all(np.isfinite(v)) or np.any(v <= 0):
+            raise ValueError(f"{k}: log-parametrised values must be finite and > 0, got {v}")
         b = bounds.get(k)
         if b is None:
             out[k] = jnp.asarray(np.log(v))
         else:
+            if not (len(b) == 2 and np.isfinite(b[0]) and np.isfinite(b[1]) and 0 < b[0] < b[1]):
+                raise ValueError(f"bounds[{k}]: expected (lo, hi) with 0 < lo < hi, got {b}")
             lo, hi = np.log(b[0]), np.log(b[1])
-            if not (b[0] > 0 and b[1] > b[0]):
-                raise ValueError(f"bounds[{k}]: expected 0 < lo < hi, got {b}")
             s = np.clip((np.log(v) - lo) / (hi - lo), 1e-6, 1 - 1e-6)
             out[k] = jnp.asarray(np.log(s / (1 - s)))
     return out
@@ -108,7 +112,18 @@ def minimise(
             ``patience`` consecutive steps.
         progress: tqdm progress bar.
     """
+    if not isinstance(theta0, Mapping) or not theta0:
+        raise TypeError(f"theta0: expected a non-empty mapping of parameter names to values, got {theta0!r}")
     bounds = dict(bounds or {})
+    unknown = set(bounds) - set(theta0)
+    if unknown:
+        raise ValueError(f"bounds: parameters {sorted(unknown)} are not in theta0 ({sorted(theta0)})")
+    if not (optimizer in ("lbfgs", "adam") or isinstance(optimizer, optax.GradientTransformation)):
+        raise ValueError(f"optimizer: expected 'lbfgs', 'adam' or an optax.GradientTransformation, got {optimizer!r}")
+    max_steps = check_int(max_steps, "max_steps", lo=1)
+    patience = check_int(patience, "patience", lo=1)
+    check_number(gtol, "gtol", lo=0.0)
+    check_number(rtol, "rtol", lo=0.0)
     u0 = _to_unconstrained(theta0, bounds)
     f = lambda u: loss(_to_natural(u, bounds))  # noqa: E731
     if optimizer == "lbfgs":
@@ -198,6 +213,8 @@ def fit_curve(
     init = dict(init or {"lr": 0.1, "init_scale": 0.1})
     curve = make_curve(cov, K=K, seeds=seeds, ts=ts, base=fixed, **(curve_kw or {}))
     obs = np.asarray(observed, np.float64)
+    if obs.shape != np.shape(ts):
+        raise ValueError(f"observed: expected one value per time, shape {np.shape(ts)}, got {obs.shape}")
     if not np.all(np.isfinite(obs)) or np.any(obs <= 0):
         raise ValueError("observed: the curve must be finite and positive (did a run diverge?)")
     return minimise(lambda th: curve_distance(curve(th), obs, log=log), init, bounds=bounds, **minimise_kw)

@@ -104,6 +104,12 @@ def sgd_step(
     ``lr``: a number, a scalar array or a mapping with keys "W", "V", "b" (see
     :func:`learning_rates`); pure, so ``jax.vmap`` over any of them works.
     """
+    if not isinstance(net, AutoEncoder):
+        raise TypeError(f"net: expected an AutoEncoder, got {type(net).__name__}")
+    check_rule(rule, net)
+    if jnp.shape(x) != (net.D,):
+        raise ValueError(f"x: expected one sample of shape ({net.D},), got {jnp.shape(x)}")
+    check_weight_decay(weight_decay, net.D)
     lr = learning_rates(lr)
     D = net.D
     dt = net.W.dtype

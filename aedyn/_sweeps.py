@@ -26,7 +26,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import PartitionSpec
 
 from . import theory
 from ._activations import get_activation
@@ -34,12 +34,14 @@ from ._checks import check_int, check_times, require_x64
 from ._data import Covariance
 from ._defaults import ATOL, BLOCK, INIT_SCALE, LR, MAX_STEPS, RTOL, log_times
 from ._io import atomic_write, npz_bytes, run_folder
+from ._mesh import batch_mesh, devices_of, fetch, place
 from ._model import init_autoencoder
 from ._simulate import _record_steps, simulate
 
 #: The parameters a sweep can vary (besides ``K``).
 PARAMETERS = ("lr", "lr_W", "lr_V", "lr_b", "seed", "init_scale", "weight_decay", "rho")
 _DEFAULTS = {"lr": LR, "seed": 0, "init_scale": INIT_SCALE, "weight_decay": 0.0}
+STATUS = ("ok", "num_steps", "implicit", "regime")  # of a theory sweep
 
 
 def seed_keys(seed):
@@ -57,7 +59,8 @@ def initial_network(seed, D: int, K: int, *, init_scale=INIT_SCALE, activation="
 class SweepResult:
     """A sweep's result: ``pmse`` (*shape, n_t) over named ``axes`` (grid parameters, or
     ``("config",)``) with their ``coords``; ``ts``; ``params`` (every parameter of every
-    configuration); ``status`` (theory: ``ok``, ``num_steps``, ``implicit``; simulation:
+    configuration); ``status`` (theory: ``ok``, ``num_steps``, ``implicit``, ``regime`` (2: SGD
+    diverges at these learning rates, 1: departs from the theory, see ``theory.solve``); simulation:
     ``diverged``, ``diverged_step``, ``diverged_t``); ``config`` (static settings). pmse is NaN only
     where a run diverged or a solve failed, and then flagged in ``status``."""
 
@@ -184,7 +187,7 @@ class _Run(eqx.Module):
         if self.kind == "theory":
             net = init_autoencoder(k_net, self.D, self.K, scale=1.0, **dict(self.net_kw))
             tr = theory.solve(net, cov, init_scale=p["init_scale"], throw=False, **common)
-            return {"pmse": tr.pmse, "ok": tr.stats["successful"], **{k: tr.stats[k] for k in ("num_steps", "implicit")}}
+            return {"pmse": tr.pmse, "ok": tr.stats["successful"], **{k: tr.stats[k] for k in STATUS[1:]}}
         net = init_autoencoder(k_net, self.D, self.K, scale=p["init_scale"].astype(dt), **dict(self.net_kw))
         tr = simulate(net, cov, key=k_data, on_divergence="stop", **common)
         return {"pmse": tr.pmse, "diverged_step": tr.stats["diverged_step"]}
@@ -200,34 +203,6 @@ def _batched(run, part, shared, mesh):
     return f(part, shared)
 
 
-def _devices(devices):
-    if devices is None:
-        return tuple(jax.devices() if jax.process_count() > 1 else jax.local_devices())
-    if isinstance(devices, (int, np.integer)) and not isinstance(devices, bool):
-        if not 1 <= devices <= len(jax.local_devices()):
-            raise ValueError(f"devices: {devices} requested, {len(jax.local_devices())} available")
-        devices = jax.local_devices()[:devices]
-    if not tuple(devices):
-        raise ValueError("devices: no devices to run on")
-    return tuple(devices)
-
-
-def _place(tree, mesh, batched: bool):
-    """Host arrays -> device arrays (sharded over the batch, or replicated)."""
-    if mesh is None:
-        return jax.tree_util.tree_map(jnp.asarray, tree)
-    sh = NamedSharding(mesh, PartitionSpec("batch") if batched else PartitionSpec())
-    return jax.tree_util.tree_map(lambda a: jax.make_array_from_callback(np.shape(a), sh, lambda i, a=a: np.asarray(a)[i]), tree)
-
-
-def _fetch(tree):
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
-
-        tree = multihost_utils.process_allgather(tree, tiled=True)
-    return jax.tree_util.tree_map(np.asarray, tree)
-
-
 def _execute(run, flat, shared, devs, *, chunk_size, out, meta, progress, callback, desc):
     """Run the configurations in chunks (resuming from ``out``); the concatenated outputs."""
     B, nd = len(flat["seed"]), len(devs)
@@ -237,8 +212,8 @@ def _execute(run, flat, shared, devs, *, chunk_size, out, meta, progress, callba
     if out is not None:
         run_folder(out, {"meta": {**meta, "chunk": chunk, "n_chunks": n_chunks, "B": B}, "flat": flat, "shared": shared},
                    write=writer, what="sweep")
-    mesh = None if nd == 1 else Mesh(np.array(devs), ("batch",))
-    shared_dev = _place(shared, mesh, batched=False)
+    mesh = batch_mesh(devs)
+    shared_dev = place(shared, mesh, batched=False)
     from tqdm.auto import tqdm
 
     results = []
@@ -250,7 +225,7 @@ def _execute(run, flat, shared, devs, *, chunk_size, out, meta, progress, callba
         else:
             lo, hi = c * chunk, min((c + 1) * chunk, B)
             idx = np.minimum(np.arange(lo, lo + chunk), B - 1)  # pad by repeating the last config
-            res = _fetch(_batched(run, _place({k: v[idx] for k, v in flat.items()}, mesh, True), shared_dev, mesh))
+            res = fetch(_batched(run, place({k: v[idx] for k, v in flat.items()}, mesh, True), shared_dev, mesh))
             results.append({k: v[: hi - lo] for k, v in res.items()})
             if path is not None and writer:
                 atomic_write(path, npz_bytes(results[-1]))
@@ -259,10 +234,13 @@ def _execute(run, flat, shared, devs, *, chunk_size, out, meta, progress, callba
     return {k: np.concatenate([r[k] for r in results]) for k in results[0]}
 
 
-def _sweep(kind, cov, K, grid, configs, base, ts, net_kw, kw, settings, devices, chunk_size, out, progress, callback):
-    """The sweep common to theory and SGD: K groups, grid expansion, execution, result."""
+def _check_cov(cov):
     if not isinstance(cov, Covariance):
         raise TypeError(f"cov: expected a Covariance, got {type(cov).__name__}")
+
+
+def _sweep(kind, cov, K, grid, configs, base, ts, net_kw, kw, settings, devices, chunk_size, out, progress, callback):
+    """The sweep common to theory and SGD: K groups, grid expansion, execution, result."""
     if grid is not None and isinstance(grid, Mapping) and "K" in grid:
         Ks = [check_int(k, "K", lo=1) for k in np.atleast_1d(grid["K"]).tolist()]
         sub = {k: v for k, v in grid.items() if k != "K"}
@@ -280,7 +258,7 @@ def _sweep(kind, cov, K, grid, configs, base, ts, net_kw, kw, settings, devices,
     ts = log_times() if ts is None else ts
     ts = _record_steps(ts, cov.dim) / cov.dim if kind == "simulation" else check_times(ts)
     flat, axes, coords, shape = _expand(grid, configs, base, cov.n_modes, np.asarray(cov.eigvals, np.float64))
-    devs, dtype = _devices(devices), net_kw["dtype"]
+    devs, dtype = devices_of(devices), net_kw["dtype"]
     shared = {"U": np.asarray(cov.eigvecs, dtype), "bulk": np.asarray(cov.bulk, dtype), "ts": ts}
     meta = {"kind": kind, "D": cov.dim, "K": K, **settings}
     run = _Run(kind, cov.dim, K, tuple(net_kw.items()), tuple(kw.items()))
@@ -289,7 +267,8 @@ def _sweep(kind, cov, K, grid, configs, base, ts, net_kw, kw, settings, devices,
     params = {k: v.reshape(shape + v.shape[1:]) for k, v in flat.items()}
     params["K"] = np.full(shape, K)
     if kind == "theory":
-        status = {k: res[k].reshape(shape) for k in ("ok", "num_steps", "implicit")}
+        status = {k: res[k].reshape(shape) for k in STATUS}
+        theory.warn_regime(status["regime"], cov.dim, "sweep_theory")
     else:
         div = res["diverged_step"].reshape(shape).astype(np.int64)
         status = {"diverged": div >= 0, "diverged_step": div, "diverged_t": np.where(div >= 0, div / cov.dim, np.nan)}
@@ -316,6 +295,7 @@ def sweep_theory(cov: Covariance, *, K: int = 2, grid: Mapping[str, Any] | None 
     ``callback(chunk_index, n_chunks)`` after each computed chunk (it may raise to stop the sweep).
     """
     require_x64("aedyn.sweeps.sweep_theory")
+    _check_cov(cov)
     act = get_activation(activation)
     if rule not in ("vanilla", "truncated"):
         raise ValueError(f"rule: the theory covers 'vanilla' and 'truncated', got {rule!r}")
@@ -342,6 +322,7 @@ def sweep_simulation(cov: Covariance, *, K: int = 2, grid: Mapping[str, Any] | N
     key=seed_keys(seed)[1], ...)``; a diverging run stops (``status["diverged"]``, its pmse NaN
     from the diverging step on).
     """
+    _check_cov(cov)
     act = get_activation(activation)
     dtype = jnp.dtype(dtype)
     if dtype not in (jnp.float32, jnp.float64):

@@ -5,7 +5,8 @@ import numpy as np
 
 from ._data import Covariance
 from ._model import AutoEncoder
-from ._rules import learning_rates, sgd_step
+from ._checks import check_int
+from ._rules import check_rule, learning_rates, sgd_step
 from .theory import init_state, rhs, theory_params
 
 
@@ -27,6 +28,9 @@ def one_step_check(
     Returns a dict of leaf name -> (predicted, Monte-Carlo mean, standard error), as float64
     NumPy arrays. ``net`` should be float64. The O(eta / D) second-order term is not removed.
     """
+    n = check_int(n, "n", lo=2)
+    batch = check_int(batch, "batch", lo=1)
+    check_rule(rule, net)
     lrs = learning_rates(lr, net.W.dtype)
     s0 = init_state(net, cov)
     pred = rhs(0.0, s0, theory_params(cov, lr, weight_decay), rule=rule, method=method)

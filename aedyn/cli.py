@@ -7,11 +7,15 @@
 
 import json
 import math
+import os
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import typer
+
+from ._io import atomic_write
 
 app = typer.Typer(
     name="aedyn",
@@ -101,8 +105,9 @@ def _check_common(D, K, strengths, lr, lr_W, lr_V, lr_b, weight_decay, scale, t_
     for name, v in (("--lr", lr), ("--lr-W", lr_W), ("--lr-V", lr_V), ("--lr-b", lr_b)):
         if v is not None and (not math.isfinite(v) or v < 0):
             _fail(f"learning rates must be finite and >= 0, got {v}", name)
-    if not math.isfinite(weight_decay) or weight_decay < 0:
-        _fail(f"weight decay must be finite and >= 0, got {weight_decay}", "--weight-decay")
+    if not math.isfinite(weight_decay) or weight_decay < 0 or weight_decay >= D:
+        _fail(f"weight decay must be finite, >= 0 and below D = {D} (each step multiplies the weights by "
+              f"1 - kappa / D), got {weight_decay}", "--weight-decay")
     if not math.isfinite(scale) or scale < 0:
         _fail(f"the initial scale must be finite and >= 0, got {scale}", "--scale")
     if not math.isfinite(noise) or noise < 0:
@@ -120,6 +125,8 @@ def _times(t_max: float, n_times: int, D: int):
 
     import aedyn
 
+    if t_max * D < 1:
+        _fail(f"t-max = {t_max:g} is shorter than one SGD step (1/D = {1 / D:.4g})", "--t-max")
     steps = np.unique(np.maximum(np.round(aedyn.log_times(t_max, n_times) * D), 1))
     return steps / D
 
@@ -152,7 +159,12 @@ def _out_dir(out: Optional[Path], default: str) -> Path:
     folder = Path(default) if out is None else out
     if folder.exists() and not folder.is_dir():
         _fail(f"{folder} exists and is not a folder", "--out")
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        _fail(f"cannot create the folder {folder}: {err.strerror}", "--out")
+    if not os.access(folder, os.W_OK):
+        _fail(f"the folder {folder} is not writable", "--out")
     return folder
 
 
@@ -183,8 +195,12 @@ def _plot(path: Path, title: str, pca, K: int, curves=(), bands=()):
     ax.legend(loc="lower left", fontsize=9)
     ax.grid(True, which="major", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path)
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
     plt.close(fig)
+    atomic_write(path, buf.getvalue())
 
 
 def _summary(ts, columns: dict[str, "object"], n_rows: int = 7) -> str:
@@ -202,26 +218,41 @@ def _summary(ts, columns: dict[str, "object"], n_rows: int = 7) -> str:
 
 
 def _library_errors(fn):
-    """Turn the library's ValueError / DivergenceError / SolveError into a clean CLI error."""
+    """Run a command: the library's errors (bad values, divergence, failed solves, files) become a
+    one-line error and exit 1; Ctrl-C exits 130 at once, with nothing half-written (every file is
+    written atomically) and without running the interpreter's teardown while XLA threads are busy
+    (which could crash)."""
     import functools
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        import jax
-
-        import aedyn
-
-        # The command line is a program of its own: the theory needs float64 (docs/theory.md §4).
-        jax.config.update("jax_enable_x64", True)
         try:
+            import jax
+
+            import aedyn
+
+            # The command line is a program of its own: the theory needs float64 (docs/theory.md §4).
+            jax.config.update("jax_enable_x64", True)
             return fn(*args, **kwargs)
+        except KeyboardInterrupt:
+            _interrupted()
         except (typer.Exit, typer.BadParameter, typer.Abort):
             raise
-        except (ValueError, aedyn.DivergenceError, aedyn.SolveError) as err:
+        except (ValueError, TypeError, OSError, aedyn.DivergenceError, aedyn.SolveError) as err:
             typer.secho(f"Error: {err}", err=True, fg=typer.colors.RED)
             raise typer.Exit(1) from None
 
     return wrapper
+
+
+def _interrupted():
+    """Exit 130 on Ctrl-C (after an atomic write cleaned up its temporary file)."""
+    try:
+        sys.stderr.write("\nInterrupted.\n")
+        sys.stderr.flush()
+        sys.stdout.flush()
+    finally:
+        os._exit(130)
 
 
 def _run(
@@ -392,14 +423,13 @@ def compare(
     for i, r in enumerate(runs):
         table[f"sim_seed{i}"] = r
     csv = folder / "compare.csv"
-    header = ",".join(table)
     rows = np.stack(list(table.values()), axis=-1)
-    np.savetxt(csv, rows, delimiter=",", header=header, comments="", fmt="%.10g")
+    atomic_write(csv, "\n".join([",".join(table)] + [",".join(f"{v:.10g}" for v in r) for r in rows]) + "\n")
     pca = np.asarray(tr.pca, np.float64)
     config = dict(tr.config)
     config.update(seeds=seeds, seed=seed, kind="compare", strengths=s, scale=scale)
     js = folder / "compare.json"
-    js.write_text(json.dumps({"config": config, "theory_config": th.config, "pca": pca.tolist(),
+    atomic_write(js, json.dumps({"config": config, "theory_config": th.config, "pca": pca.tolist(),
                               "table": {k: v.tolist() for k, v in table.items()}}, indent=1, default=str))
     png = folder / "compare.png"
     _plot(png, f"D={D}, K={K}, strengths {tuple(s)}, {activation.value}, {rule.value}, {seeds} seeds",
@@ -440,8 +470,12 @@ def finite_size(
 
 
 def main():  # pragma: no cover - console entry point
-    app()
+    """The ``aedyn`` command (Ctrl-C anywhere exits 130)."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        _interrupted()
 
 
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    main()

@@ -127,3 +127,17 @@ def test_divergence_is_reported_cleanly(tmp_path):
                                  "--t-max", "1", "--n-times", "3", "--no-progress", "--out", str(tmp_path)])
     assert result.exit_code == 1
     assert "diverged at step" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.slow
+def test_ctrl_c_exits_130_and_leaves_no_partial_file():
+    """SIGINT at random moments of a CLI run (import, compilation, SGD, theory, writing): exit 130,
+    no temporary or truncated file (scripts/sigint_check.py; its 20-run result is in the README)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "sigint_check", Path(__file__).resolve().parents[1] / "scripts" / "sigint_check.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--runs", "3", "--seed", "1"]) == 0

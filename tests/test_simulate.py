@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 
 import jax
 import jax.numpy as jnp
@@ -206,3 +207,43 @@ def test_simulate_rejects_bad_input(setup):
         _sim(net, cov, on_divergence="ignore")
     with pytest.raises(TypeError, match="net"):
         aedyn.simulate("net", cov, key=jax.random.key(0), lr=0.1, ts=TS)
+
+
+K_ = jax.random.key
+D_ = 40
+COV_ = aedyn.spiked_covariance(K_(0), D_, (3.0, 5.0))
+NET_ = aedyn.init_autoencoder(K_(1), D_, 2, dtype=jnp.float64)
+
+
+def sim(**kw):
+    args = dict(net=NET_, data=COV_, key=K_(3), lr=0.1, ts=[1.0])
+    args.update(kw)
+    return aedyn.simulate(args.pop("net"), args.pop("data"), **args)
+
+
+def test_checkpoint_refuses_a_different_run(tmp_path):
+    """A checkpoint records a fingerprint of everything that defines the run and names what differs."""
+    path = tmp_path / "ck.npz"
+    ts = [1.0, 2.0]
+    ref = sim(ts=ts, checkpoint=path)
+    again = sim(ts=ts, checkpoint=path)
+    np.testing.assert_array_equal(np.asarray(again.pmse), np.asarray(ref.pmse))
+    other_net = aedyn.init_autoencoder(K_(9), D_, 2, dtype=jnp.float64)
+    other_cov = aedyn.spiked_covariance(K_(8), D_, (3.0, 5.0))
+    for kw, field in ((dict(net=other_net), "network"), (dict(data=other_cov), "covariance"),
+                      (dict(key=K_(4)), "key"), (dict(lr=0.2), "learning rates"), (dict(weight_decay=0.1), "weight decay"),
+                      (dict(net=other_net.__class__(NET_.W.astype(jnp.float32), NET_.V.astype(jnp.float32))), "dtype")):
+        with pytest.raises(ValueError, match=field):
+            sim(ts=ts, checkpoint=path, **kw)
+
+
+def test_files_are_readable_by_others(tmp_path):
+    old = os.umask(0o022)
+    try:
+        tr = sim()
+        tr.save_csv(tmp_path / "a.csv")
+        tr.save_json(tmp_path / "a.json")
+        for f in ("a.csv", "a.json"):
+            assert (tmp_path / f).stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(old)

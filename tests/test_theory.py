@@ -267,3 +267,25 @@ def test_explicit_solver_jit_vmap_grad(small_problem, solver):
     # vmap over learning rates of the gradient, too.
     gv = jax.vmap(jax.grad(f, argnums=0), in_axes=(0, None))(lrs, 0.1)
     assert np.all(np.isfinite(np.asarray(gv)))
+
+
+def test_regime_warning_and_flag_outside_the_first_order_regime():
+    """Past eta ~ 1.2e-3 D SGD departs from the theory, past eta ~ D/2 it diverges
+    (docs/finite_size.md): solve warns and flags both; sweeps flag them per configuration."""
+    cov = aedyn.spiked_covariance(jax.random.key(0), 40, (3.0, 5.0))
+    net = aedyn.init_autoencoder(jax.random.key(1), 40, 2, dtype=jnp.float64)
+    ts = [1e-3, 2e-3]
+    with pytest.warns(aedyn.RegimeWarning, match="diverges"):
+        tr = theory.solve(net, cov, lr=1e6, ts=ts)
+    assert int(tr.stats["regime"]) == 2
+    with pytest.warns(aedyn.RegimeWarning, match="departs"):
+        assert int(theory.solve(net, cov, lr=1.0, ts=ts).stats["regime"]) == 1
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", aedyn.RegimeWarning)
+        assert int(theory.solve(net, cov, lr=0.01, ts=ts).stats["regime"]) == 0
+    with pytest.warns(aedyn.RegimeWarning, match="1 learning rate"):
+        res = aedyn.sweep_theory(cov, grid={"lr": [0.01, 1e6]}, ts=ts)
+    np.testing.assert_array_equal(res.status["regime"], [0, 2])
+    assert aedyn.init_autoencoder(jax.random.key(0), np.int64(20), np.int32(2)).D == 20

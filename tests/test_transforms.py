@@ -258,3 +258,23 @@ def test_no_function_shadows_a_module():
         obj = getattr(importlib.import_module(parent), name, None)
         if obj is not None:
             assert isinstance(obj, type(aedyn)), f"{info.name} is shadowed by {obj!r}"
+
+
+def test_non_finite_input_under_a_trace_fails_fast(spiked):
+    """Under jit the values cannot be checked at the boundary: a NaN start takes no step and the
+    solve reports failure at once (it used to spin to max_steps for minutes)."""
+    import time
+
+    cov, net = spiked
+
+    f = jax.jit(lambda s: theory.solve(net, cov, lr=0.1, ts=[1.0, 2.0], init_scale=s, throw=False))
+    t0 = time.perf_counter()
+    tr = f(jnp.nan)
+    assert not bool(tr.stats["successful"]) and int(tr.stats["num_steps"]) == 0
+    assert np.all(np.isnan(np.asarray(tr.pmse)))
+    ok = f(1.0)
+    assert bool(ok.stats["successful"])
+    assert time.perf_counter() - t0 < 60.0
+    with pytest.raises(Exception, match="solve failed"):
+        jax.jit(lambda s: theory.solve(net, cov, lr=0.1, ts=[1.0], init_scale=s).pmse)(jnp.nan).block_until_ready()
+

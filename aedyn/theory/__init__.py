@@ -5,8 +5,10 @@ from ._policy import (
     IMPLICIT_MAX_SIZE as IMPLICIT_MAX_SIZE,
     METHODS as METHODS,
     default_solver as default_solver,
+    regime as regime,
     resolve_method as resolve_method,
     stiff_solver as stiff_solver,
+    warn_regime as warn_regime,
 )
 from ._rhs import (
     TheoryParams as TheoryParams,

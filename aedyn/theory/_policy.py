@@ -10,8 +10,16 @@ budget ran out, Kvaerno5 from the last state Tsit5 saved (an empty second phase 
 ``vmap`` the members that finished in the first phase cost nothing in the second.
 """
 
+import warnings
+
 import diffrax
 import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .._checks import is_concrete
+from .._defaults import ETA_DEPART_PER_D, ETA_DIVERGE_PER_D
+from .._errors import RegimeWarning
 
 #: Steps the explicit first phase may take before a solve counts as stiff.
 EXPLICIT_STEPS = 4096
@@ -47,3 +55,32 @@ def stiff_solver(state):
     None (a dense Jacobian of a large N-mode state costs more than the explicit steps it saves)."""
     size = sum(x.size for x in jax.tree_util.tree_leaves(state))
     return diffrax.Kvaerno5() if size <= IMPLICIT_MAX_SIZE else None
+
+
+def regime(lr, D: int):
+    """Where the learning rates put SGD relative to the first-order theory (traceable):
+    0 inside its regime; 1 past eta = ETA_DEPART_PER_D * D, where SGD was measured to depart from
+    the theory by 5%; 2 past eta = ETA_DIVERGE_PER_D * D, where SGD diverges (docs/finite_size.md).
+    ``lr``: a LearningRates; the largest of eta_W, eta_V, eta_b counts."""
+    eta = jnp.maximum(jnp.maximum(lr.W, lr.V), lr.b)
+    return (eta > ETA_DEPART_PER_D * D).astype(jnp.int32) + (eta > ETA_DIVERGE_PER_D * D).astype(jnp.int32)
+
+
+def warn_regime(code, D: int, what: str) -> None:
+    """A :class:`RegimeWarning` for concrete regime codes past 0 (none under a trace)."""
+    if not is_concrete(code):
+        return
+    code = np.asarray(code)
+    n1, n2 = int(np.sum(code == 1)), int(np.sum(code == 2))
+    if n2:
+        warnings.warn(
+            f"{what}: {n2} learning rate(s) above {ETA_DIVERGE_PER_D} D = {ETA_DIVERGE_PER_D * D:.4g}, where online "
+            "SGD diverges (docs/finite_size.md): the theory's curve describes no SGD run there",
+            RegimeWarning, stacklevel=3,
+        )
+    if n1:
+        warnings.warn(
+            f"{what}: {n1} learning rate(s) above {ETA_DEPART_PER_D} D = {ETA_DEPART_PER_D * D:.4g}, where SGD "
+            "departs from the first-order theory by more than 5% (docs/finite_size.md)",
+            RegimeWarning, stacklevel=3,
+        )

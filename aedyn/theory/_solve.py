@@ -33,7 +33,7 @@ from .._errors import SolveError
 from .._model import AutoEncoder
 from .._rules import check_weight_decay, learning_rates
 from .._trajectory import Trajectory
-from ._policy import EXPLICIT_STEPS, default_solver, resolve_method, stiff_solver
+from ._policy import EXPLICIT_STEPS, default_solver, regime, resolve_method, stiff_solver, warn_regime
 from ._rhs import TheoryParams, rhs, theory_pmse
 from ._state import TheoryState, init_state, state_overlaps
 
@@ -76,6 +76,10 @@ def _restart_point(state0, ys, ts):
 def _integrate(plan: _Plan, adjoint, x):
     """(states at ts, stats) of the solve of ``x = (state0, params, ts)`` with a given adjoint."""
     state0, params, ts = x
+    # A non-finite start (possible only under a trace: concrete input is checked) takes no step:
+    # every save time becomes 0, the state stays non-finite and the solve reports failure.
+    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in jax.tree_util.tree_leaves((state0, params))]))
+    ts = jnp.where(finite, ts, jnp.zeros_like(ts))
     term = diffrax.ODETerm(lambda t, y, args: rhs(t, y, args, rule=plan.rule, method=plan.method, nodes=plan.nodes))
     meter = diffrax.TqdmProgressMeter() if plan.progress else diffrax.NoProgressMeter()
 
@@ -165,6 +169,10 @@ def _initial_state(init, cov: Covariance) -> TheoryState:
     if not isinstance(cov, Covariance):
         raise TypeError(f"cov: expected a Covariance, got {type(cov).__name__}")
     if isinstance(init, AutoEncoder):
+        for name in ("W", "V", "b"):
+            x = getattr(init, name)
+            if x is not None and is_concrete(x) and not np.all(np.isfinite(np.asarray(x))):
+                raise ValueError(f"init: the network's {name} contains non-finite values (NaN or inf)")
         return init_state(init, cov)
     if isinstance(init, TheoryState):
         if init.D != cov.dim:
@@ -229,7 +237,9 @@ def solve(
     Returns:
         A :class:`Trajectory`: ``ts``, ``pmse`` (n,), ``overlaps`` (n, ...), the final ``state``,
         ``pca`` (K + 1,), ``params`` (learning rates, weight decay, initial scale), ``stats``
-        (``num_steps``, ``successful``, ``max_steps_reached``, ``implicit``) and ``config``.
+        (``num_steps``, ``successful``, ``max_steps_reached``, ``implicit``, and ``regime``: 0
+        inside the theory's regime, 1 past the learning rate where SGD departs from it by 5%, 2
+        where SGD diverges — with a :class:`aedyn.RegimeWarning` outside a trace) and ``config``.
     """
     state0 = _initial_state(init, cov)
     require_x64("aedyn.theory.solve")
@@ -254,6 +264,8 @@ def solve(
     if ts.ndim != 1:
         raise ValueError(f"ts: expected a 1-D array of times, got shape {ts.shape}")
     params = theory_params(cov, lr, weight_decay)
+    code = regime(params.lr, state0.D)
+    warn_regime(code, state0.D, "solve")
     state0 = state0.scale(jnp.asarray(init_scale, jnp.float64))
     stiff = stiff_solver(state0) if solver is None else None
     explicit = min(EXPLICIT_STEPS, max_steps) if stiff is not None and max_steps > EXPLICIT_STEPS else max_steps
@@ -282,6 +294,7 @@ def solve(
     if throw and not concrete:
         e = eqx.error_if(e, ~stats["successful"], "solve: the ODE solve failed (max_steps reached or non-finite "
                          "state); pass throw=False to get NaNs and stats['successful'] instead")
+    stats["regime"] = code
     K = state0.K
     info = {
         "kind": "theory", "D": state0.D, "K": K, "modes": int(state0.wt.shape[-1]), "bulk_directions": cov.n_bulk,

@@ -1,0 +1,88 @@
+"""Interrupt CLI runs with SIGINT at random moments; each must exit 130 and leave no partial file.
+
+    python scripts/sigint_check.py [--runs 20] [--seed 0]
+
+Each run is ``python -m aedyn.cli simulate --D 300 --t-max 40 --theory`` (a few seconds: imports,
+compilation, SGD, the theory, the files), interrupted after a uniformly random delay within the
+time an uninterrupted run takes. A run counts when the signal arrived before it finished; it passes
+when it exited with 130 and every file it left is complete (no temporary file; CSV, JSON and PNG
+files parse to their end). Prints one line per run and a summary; exit status 1 if any run failed.
+"""
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CMD = [sys.executable, "-m", "aedyn.cli", "simulate", "--D", "300", "--t-max", "40", "--theory", "--no-progress"]
+
+
+def complete(folder: Path) -> list[str]:
+    """Problems with the files left in ``folder`` (empty: all complete)."""
+    bad = []
+    for f in folder.iterdir() if folder.exists() else []:
+        data = f.read_bytes()
+        if f.name.startswith(".tmp"):
+            bad.append(f"temporary file {f.name}")
+        elif f.suffix == ".json":
+            try:
+                json.loads(data)
+            except ValueError:
+                bad.append(f"truncated {f.name}")
+        elif f.suffix == ".csv" and not data.endswith(b"\n"):
+            bad.append(f"truncated {f.name}")
+        elif f.suffix == ".png" and not data.endswith(b"IEND\xaeB`\x82"):
+            bad.append(f"truncated {f.name}")
+    return bad
+
+
+def run_once(folder: Path, delay: float | None):
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    t0 = time.perf_counter()
+    p = subprocess.Popen(CMD + ["--out", str(folder)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if delay is not None:
+        time.sleep(delay)
+        if p.poll() is None:
+            p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=300)
+    return p.returncode, time.perf_counter() - t0, err.decode(errors="replace")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=20)
+    ap.add_argument("--seed", type=int, default=0)
+    a = ap.parse_args(argv)
+    rng = random.Random(a.seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        rc, full, err = run_once(Path(tmp) / "reference", None)
+        if rc != 0:
+            print(err)
+            return 1
+        print(f"an uninterrupted run takes {full:.1f} s")
+        codes, failures, counted = [], 0, 0
+        while counted < a.runs:
+            delay = rng.uniform(0.05, 0.95 * full)
+            folder = Path(tmp) / f"run{counted}"
+            rc, took, err = run_once(folder, delay)
+            if rc == 0:
+                print(f"  signal at {delay:.2f} s came after the end ({took:.1f} s): not counted")
+                continue
+            counted += 1
+            problems = complete(folder)
+            ok = rc == 130 and not problems
+            failures += not ok
+            codes.append(rc)
+            print(f"run {counted:2d}: SIGINT at {delay:5.2f} s -> exit {rc}{'' if ok else '  FAIL ' + '; '.join(problems) + err[-300:]}")
+        print(f"{counted} interrupted runs: exit codes {sorted(set(codes))}, {failures} failed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
