@@ -107,9 +107,9 @@ def minimise(
         optimizer: "lbfgs" (optax L-BFGS with zoom line search, default), "adam", or any optax
             transformation.
         max_steps: at most this many steps.
-        gtol: stop when the gradient norm (log-coordinates) is below this;
-        rtol, patience: ... or when the loss improved by less than ``rtol`` (relative) for
-            ``patience`` consecutive steps.
+        gtol: stop when the gradient norm (log-coordinates) is below this, ...
+        rtol: ... or when the loss improved by less than ``rtol`` (relative) ...
+        patience: ... for ``patience`` consecutive steps.
         progress: tqdm progress bar.
     """
     if not isinstance(theta0, Mapping) or not theta0:

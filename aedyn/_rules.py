@@ -19,20 +19,28 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float
+from jaxtyping import Array, ArrayLike, Float, Real
 
 from ._checks import check_number, is_concrete
 from ._model import AutoEncoder
 
 RULES = ("vanilla", "truncated", "sanger")
 
+#: A number (or a scalar array, traced or not).
+Scalar = Real[ArrayLike, ""]
+
 
 class LearningRates(eqx.Module):
     """Learning rates eta_W, eta_V, eta_b (scalars; leading batch axes in sweeps)."""
 
-    W: Float[Array, "*batch"]
-    V: Float[Array, "*batch"]
-    b: Float[Array, "*batch"]
+    W: Real[Array, "*batch"]
+    V: Real[Array, "*batch"]
+    b: Real[Array, "*batch"]
+
+
+#: What every ``lr`` argument accepts: one rate for all weights, a mapping with keys "W", "V", "b", or
+#: a :class:`LearningRates`.
+LearningRatesLike = Scalar | Mapping[str, Scalar] | LearningRates
 
 
 def _rate(x, name):
@@ -45,7 +53,7 @@ def _rate(x, name):
     return a
 
 
-def learning_rates(lr, dtype=None) -> LearningRates:
+def learning_rates(lr: LearningRatesLike, dtype=None) -> LearningRates:
     """Normalise ``lr``: a number (or scalar array) for all weights, a mapping with keys "W", "V",
     "b" (missing keys take eta_W, or the first rate given), or a :class:`LearningRates`.
     Concrete values must be finite and >= 0."""
@@ -94,10 +102,10 @@ def check_weight_decay(weight_decay, D: int):
 def sgd_step(
     net: AutoEncoder,
     x: Float[ArrayLike, " D"],
-    lr: LearningRates | Mapping | float | Float[ArrayLike, ""],
+    lr: LearningRatesLike,
     *,
     rule: str = "vanilla",
-    weight_decay: float | Float[ArrayLike, ""] = 0.0,
+    weight_decay: Scalar = 0.0,
 ) -> tuple[AutoEncoder, Float[Array, ""]]:
     """One online SGD step on the sample x (D,). Returns (new network, per-sample loss l).
 

@@ -11,12 +11,13 @@ host conveniences (progress bar, checkpoint file) apply outside a trace only.
 
 import json
 import os
+from collections.abc import Sequence
 
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
+from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
 from ._checks import check_int, check_key, check_times, is_concrete
 from ._data import Covariance
@@ -24,7 +25,15 @@ from ._defaults import BLOCK, LR, log_times
 from ._errors import DivergenceError
 from ._io import atomic_write, fingerprint, npz_bytes
 from ._model import AutoEncoder, Overlaps, overlaps, pmse
-from ._rules import LearningRates, check_rule, check_weight_decay, learning_rates, sgd_step
+from ._rules import (
+    LearningRates,
+    LearningRatesLike,
+    Scalar,
+    check_rule,
+    check_weight_decay,
+    learning_rates,
+    sgd_step,
+)
 from ._trajectory import Trajectory, key_data
 
 #: A step whose per-sample loss exceeds this multiple of E|x|^2 counts as diverged.
@@ -195,10 +204,10 @@ def simulate(
     data: Covariance | Float[ArrayLike, "n D"],
     *,
     key: PRNGKeyArray,
-    lr=LR,
-    ts=None,
+    lr: LearningRatesLike = LR,
+    ts: Sequence[float] | Real[ArrayLike, " n"] | None = None,
     rule: str = "vanilla",
-    weight_decay=0.0,
+    weight_decay: Scalar = 0.0,
     block: int = BLOCK,
     progress: bool = False,
     chunk: int = 8,

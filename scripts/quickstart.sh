@@ -2,7 +2,7 @@
 # Quick start for aedyn on a machine with only python3 (>= 3.11) and pip.
 #
 #   scripts/quickstart.sh demo [aedyn demo options]   # set up .venv, run the standard example
-#   scripts/quickstart.sh test [pytest options]       # set up .venv with test extras, run the whole suite
+#   scripts/quickstart.sh test [pytest options]       # set up .venv with test and docs extras, run the whole suite
 #
 # Creates a virtual environment in .venv (override with AEDYN_VENV, the interpreter with PYTHON),
 # installs the package into it in editable mode (pip install -e ., with [test] for the tests), and
@@ -66,7 +66,7 @@ case "$cmd" in
         ;;
     test)
         make_venv
-        install test
+        install "test,docs"
         exec "$VENV/bin/python" -m pytest -q tests "$@"
         ;;
     *)

@@ -17,6 +17,7 @@ derivatives are not supported; pass an explicit ``adjoint`` for those.)
 """
 
 import dataclasses
+from collections.abc import Sequence
 
 import diffrax
 import equinox as eqx
@@ -24,21 +25,22 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
+from jaxtyping import ArrayLike, Real
 
-from .._compat import lineax_shard_map_compat
 from .._checks import check_int, check_number, check_times, is_concrete, require_x64
 from .._data import Covariance
 from .._defaults import ATOL, LR, MAX_STEPS, NODES, RTOL, log_times
 from .._errors import SolveError
 from .._model import AutoEncoder
-from .._rules import check_weight_decay, learning_rates
+from .._compat import lineax_shard_map_compat
+from .._rules import LearningRatesLike, Scalar, check_weight_decay, learning_rates
 from .._trajectory import Trajectory
 from ._policy import EXPLICIT_STEPS, default_solver, regime, resolve_method, stiff_solver, warn_regime
 from ._rhs import TheoryParams, rhs, theory_pmse
 from ._state import TheoryState, init_state, state_overlaps
 
 
-def theory_params(cov: Covariance, lr=LR, weight_decay=0.0) -> TheoryParams:
+def theory_params(cov: Covariance, lr: LearningRatesLike = LR, weight_decay: Scalar = 0.0) -> TheoryParams:
     """The :class:`TheoryParams` of a covariance, learning rates and weight decay (float64)."""
     require_x64("aedyn.theory")
     dt = jnp.float64
@@ -194,17 +196,17 @@ def solve(
     init: AutoEncoder | TheoryState,
     cov: Covariance,
     *,
-    lr=LR,
-    ts=None,
+    lr: LearningRatesLike = LR,
+    ts: Sequence[float] | Real[ArrayLike, " n"] | None = None,
     rule: str = "vanilla",
-    weight_decay=0.0,
-    init_scale=1.0,
+    weight_decay: Scalar = 0.0,
+    init_scale: Scalar = 1.0,
     method: str = "auto",
-    solver=None,
+    solver: diffrax.AbstractSolver | None = None,
     rtol: float = RTOL,
     atol: float = ATOL,
     max_steps: int = MAX_STEPS,
-    adjoint=None,
+    adjoint: diffrax.AbstractAdjoint | None = None,
     progress: bool = False,
     nodes: int = NODES,
     throw: bool = True,
@@ -227,7 +229,9 @@ def solve(
             population error; every activation, bias, tied) or "auto" (stein where it applies).
         solver: a diffrax solver; default None: the policy of :mod:`aedyn.theory` (Tsit5, the stiff
             remainder with Kvaerno5; ``stats["implicit"]`` says where).
-        rtol, atol, max_steps: step-size control and step budget.
+        rtol: relative tolerance of the step-size control.
+        atol: absolute tolerance of the step-size control.
+        max_steps: the step budget (both phases together).
         adjoint: a diffrax adjoint; default None supports both ``jax.grad`` and ``jax.jacfwd``.
         progress: a diffrax progress bar.
         nodes: Gauss-Hermite nodes for activations without closed-form kernels.
