@@ -40,7 +40,7 @@ def test_one_step_monte_carlo_mid_training(activation, rule):
 
 
 def compare_with_sgd(
-    D, strengths, activation, *, lr=0.1, seeds=5, t_max=200.0, n_times=50, rule="vanilla", dtype=jnp.float64
+    D, strengths, activation, *, lr=0.1, seeds=8, t_max=200.0, n_times=50, rule="vanilla", dtype=jnp.float64
 ):
     """ODE from the simulation's exact initial state vs the mean of SGD seeds (same initial
     weights, different data streams), at every logged time: |ODE - mean| / max(3% mean, 3 SEM)."""
@@ -62,8 +62,12 @@ def compare_with_sgd(
 @pytest.mark.parametrize(
     "D, strengths, activation",
     [
-        (500, (3.0, 5.0), "erf"),
-        (500, (3.0, 5.0), "linear"),
+        # D = 1000: at D = 500 the late-time gap (SGD above the ODE by 2-3.2% at t = 200 over
+        # seeds, a finite-size effect, docs/finite_size.md) sits on the 3% band; at D = 1000 it is
+        # 1.3-1.6%. 8 seeds: the early escape (linear, t ~ 1.3) varies from run to run and a
+        # 5-run standard error is itself too noisy to make a 3-SEM band.
+        (1000, (3.0, 5.0), "erf"),
+        (1000, (3.0, 5.0), "linear"),
         pytest.param(
             1000, (3.0, 5.0, 9.0, 17.0), "erf",
             marks=pytest.mark.xfail(

@@ -187,7 +187,7 @@ SHARDED = textwrap.dedent(
     sharded = jax.jit(jax.shard_map(f, mesh=mesh, in_specs=P("b"), out_specs=P("b"), check_vma=False))(lrs)
     plain = jax.jit(f)(lrs)
     print("DIFF", float(jnp.max(jnp.abs(sharded - plain) / plain)))
-    assert float(jnp.max(jnp.abs(sharded - plain) / plain)) < 1e-12
+    assert float(jnp.max(jnp.abs(sharded - plain) / plain)) < 1e-10  # Newton iterations batched differently
     """
 )
 
