@@ -10,6 +10,7 @@ Importing aedyn changes no JAX setting. The theory runs in float64: enable it on
 import importlib.metadata
 
 from . import analysis as analysis
+from . import datasets as datasets
 from . import fit as fit
 from . import objectives as objectives
 from . import sweeps as sweeps
@@ -17,6 +18,7 @@ from . import theory as theory
 from . import validation as validation
 from ._activations import Activation as Activation, get_activation as get_activation
 from ._data import Covariance as Covariance, spiked_covariance as spiked_covariance
+from ._dataset import Dataset as Dataset
 from ._defaults import log_times as log_times
 from ._errors import DivergenceError as DivergenceError, RegimeWarning as RegimeWarning, SolveError as SolveError
 from ._model import (
@@ -41,6 +43,7 @@ __all__ = [
     "Activation",
     "AutoEncoder",
     "Covariance",
+    "Dataset",
     "DivergenceError",
     "LearningRates",
     "Overlaps",
@@ -49,6 +52,7 @@ __all__ = [
     "SweepResult",
     "Trajectory",
     "analysis",
+    "datasets",
     "fit",
     "get_activation",
     "init_autoencoder",

@@ -14,6 +14,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from ._checks import check_int, check_key, check_number, is_concrete
+from ._moments import second_moment
 
 
 class Covariance(eqx.Module):
@@ -110,19 +111,20 @@ class Covariance(eqx.Module):
 
     @classmethod
     def from_samples(cls, samples, *, center: bool = False) -> "Covariance":
-        """Second-moment matrix E[x x^T] of samples (n, D) (centred first if ``center``)."""
-        try:
-            X = np.asarray(samples, np.float64)
-        except (TypeError, ValueError) as err:
-            raise TypeError(f"samples: expected an (n, D) array of numbers, got {type(samples).__name__}") from err
-        if X.ndim != 2 or X.shape[0] < 1:
-            raise ValueError(f"samples: expected an array of shape (n, D), got {X.shape}")
-        if not np.all(np.isfinite(X)):
-            raise ValueError("samples: the data contains non-finite values")
-        if center:
-            X = X - X.mean(0)
-        C = X.T @ X / X.shape[0]
-        return cls.from_matrix(C.astype(np.asarray(samples).dtype if np.asarray(samples).dtype.kind == "f" else np.float64))
+        """Second-moment matrix E[x x^T] of samples (n, D) (centred first if ``center``), computed
+        in float64 and streamed in blocks (``aedyn.datasets.second_moment``); stored in the samples'
+        floating dtype. (``aedyn.datasets.empirical_covariance`` keeps float64.)"""
+        if hasattr(samples, "shape") and hasattr(samples, "dtype"):
+            X = samples
+        else:
+            try:
+                X = np.asarray(samples, np.float64)
+            except (TypeError, ValueError) as err:
+                raise TypeError(f"samples: expected an (n, D) array of numbers, got {type(samples).__name__}") from err
+        if np.dtype(X.dtype).kind not in "biuf":
+            raise TypeError(f"samples: expected an (n, D) array of numbers, got dtype {X.dtype}")
+        C = second_moment(X, center=center)
+        return cls.from_matrix(C.astype(X.dtype if np.dtype(X.dtype).kind == "f" else np.float64))
 
     # -- properties -------------------------------------------------------------------------
     @property

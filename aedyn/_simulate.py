@@ -21,6 +21,7 @@ from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray, Real
 
 from ._checks import check_int, check_key, check_times, is_concrete
 from ._data import Covariance
+from ._dataset import Dataset
 from ._defaults import BLOCK, LR, log_times
 from ._errors import DivergenceError
 from ._io import atomic_write, fingerprint, npz_bytes
@@ -40,11 +41,11 @@ from ._trajectory import Trajectory, key_data
 DIVERGENCE_FACTOR = 1e8
 
 
-def _sample_block(data, key, B, dtype):
-    if isinstance(data, Covariance):
-        return data.sample(key, B, dtype)
-    idx = jax.random.randint(key, (B,), 0, data.shape[0])
-    return data[idx].astype(dtype)
+def _sample_block(data, key, blk, B, dtype):
+    """The B samples of block ``blk``: Gaussian from a Covariance, or a Dataset's draw."""
+    if isinstance(data, Dataset):
+        return data.draw(key, blk, B, dtype)
+    return data.sample(jax.random.fold_in(key, blk), B, dtype)
 
 
 def _advance(net, n, div, target, data, key, lr, weight_decay, limit, rule, block, unroll):
@@ -77,7 +78,7 @@ def _advance(net, n, div, target, data, key, lr, weight_decay, limit, rule, bloc
         first = blk * block
         lo = n - first  # first active step in the block
         hi = jnp.minimum(target - first, block)  # one past the last active step
-        X = _sample_block(data, jax.random.fold_in(key, blk), block, dtype)
+        X = _sample_block(data, key, blk, block, dtype)
 
         def fast(net):
             def step(c2, x):
@@ -136,12 +137,16 @@ def simulate_core(
 ):
     """The traceable simulation: jit-, vmap- and shard-compatible.
 
-    Returns (final net, steps reached, diverged step or -1, pmse (n,), overlaps (n, ...)).
+    Returns (final net, steps reached, diverged step or -1, pmse (n,), overlaps (n, ...), and the
+    error on held-out samples (n,) of a Dataset that has them, else None).
     """
     dtype = net.W.dtype
     limit = DIVERGENCE_FACTOR * cov.trace.astype(dtype)
     wd = jnp.asarray(weight_decay, dtype)
     covd = cov.astype(dtype)
+    if isinstance(data, Dataset):
+        data = data.for_run(key, dtype)
+    heldout = isinstance(data, Dataset) and data.heldout is not None
 
     def record(carry, target):
         net, n, div = carry
@@ -149,33 +154,37 @@ def simulate_core(
         e = pmse(net, covd)
         ov = overlaps(net, covd)
         e = jnp.where(div >= 0, jnp.nan, e)
-        return (net, n, div), (e, ov)
+        h = jnp.where(div >= 0, jnp.nan, data.heldout_pmse(net)) if heldout else None
+        return (net, n, div), (e, ov, h)
 
     carry = (net, jnp.asarray(n0, jnp.int32), jnp.asarray(div0, jnp.int32))
-    (net, n, div), (es, ovs) = jax.lax.scan(record, carry, jnp.asarray(record_steps, jnp.int32))
-    return net, n, div, es, ovs
+    (net, n, div), (es, ovs, hs) = jax.lax.scan(record, carry, jnp.asarray(record_steps, jnp.int32))
+    return net, n, div, es, ovs, hs
 
 
 _core_jit = eqx.filter_jit(simulate_core)
 
 
 def _as_data(data, net):
-    if isinstance(data, Covariance):
-        if data.dim != net.D:
-            raise ValueError(f"data: covariance of dimension {data.dim} does not match the network's D = {net.D}")
-        return data, data
+    if isinstance(data, (Covariance, Dataset)):
+        cov = data if isinstance(data, Covariance) else data.covariance
+        if cov.dim != net.D:
+            raise ValueError(f"data: {type(data).__name__} of dimension {cov.dim} does not match the network's D = {net.D}")
+        return data, cov
     if isinstance(data, (str, bytes)) or data is None:
-        raise TypeError(f"data: expected a Covariance or an array of samples (n, D), got {type(data).__name__}")
+        raise TypeError(f"data: expected a Covariance, a Dataset or an array of samples (n, D), got {type(data).__name__}")
     X = jnp.asarray(data)
     if X.ndim != 2 or X.shape[1] != net.D or X.shape[0] < 1:
-        raise ValueError(f"data: expected a Covariance or samples of shape (n, {net.D}), got shape {X.shape}")
+        raise ValueError(f"data: expected a Covariance, a Dataset or samples of shape (n, {net.D}), got shape {X.shape}")
     if not jnp.issubdtype(X.dtype, jnp.floating):
         raise TypeError(f"data: expected floating-point samples, got {X.dtype}")
     if not is_concrete(X):
-        raise TypeError("data: samples must be concrete (their covariance defines the population error)")
+        raise TypeError("data: an array of samples must be concrete (its second moment defines the population "
+                        "error); under a trace pass an aedyn.Dataset built outside it")
     if not bool(np.all(np.isfinite(np.asarray(X)))):
         raise ValueError("data: the samples contain non-finite values")
-    return X.astype(net.W.dtype), Covariance.from_samples(np.asarray(X))
+    ds = Dataset.from_samples(X, dtype=net.W.dtype)
+    return ds, ds.covariance
 
 
 def _record_steps(ts, D):
@@ -201,7 +210,7 @@ def _record_steps(ts, D):
 
 def simulate(
     net: AutoEncoder,
-    data: Covariance | Float[ArrayLike, "n D"],
+    data: Covariance | Dataset | Float[ArrayLike, "N D"],
     *,
     key: PRNGKeyArray,
     lr: LearningRatesLike = LR,
@@ -221,7 +230,10 @@ def simulate(
 
     Args:
         net: the initial network; its dtype (float32 or float64) is the simulation's.
-        data: a :class:`Covariance` (Gaussian inputs) or samples (n, D) drawn with replacement.
+        data: a :class:`Covariance` (Gaussian inputs), a :class:`Dataset` (real samples: drawn with
+            replacement, in one pass or as Gaussian samples of their second moment; the error on
+            its held-out samples is recorded too), or an array of samples (n, D) (drawn with
+            replacement; outside a trace).
         key: PRNG key; the same key gives the same numbers on the same platform.
         lr: eta for all weights, or a mapping with keys "W", "V", "b".
         ts: (n,) increasing times t = steps / D (default: 100 log-spaced times from 0.01 to
@@ -262,21 +274,25 @@ def simulate(
     data_arr, cov = _as_data(data, net)
     D = net.D
     steps = _record_steps(log_times() if ts is None else ts, D)
+    if isinstance(data_arr, Dataset) and is_concrete(steps):
+        data_arr.check_steps(int(np.asarray(steps)[-1]))
+    kind = ("covariance" if isinstance(data, Covariance) else
+            data.describe() if isinstance(data, Dataset) else f"samples{tuple(data_arr.samples.shape)}")
     info = {"kind": "simulation", "D": D, "K": net.K, "activation": net.activation.name, "rule": rule,
             "tied": net.tied, "bias": net.b is not None, "dtype": str(jnp.dtype(dtype)), "block": block,
-            "data": "covariance" if isinstance(data, Covariance) else f"samples{tuple(data_arr.shape)}"}
+            "data": kind}
     traced = not is_concrete(net, data_arr, cov, lrs, wd, key, steps)
     if traced:
         if checkpoint is not None:
             raise ValueError("checkpoint: files cannot be written under a JAX trace (jit/vmap); pass checkpoint=None")
-        net, n, div, pm, ov = _core_jit(net, data_arr, cov, key, lrs, wd, steps, rule=rule, block=block)
+        net, n, div, pm, ov, ho = _core_jit(net, data_arr, cov, key, lrs, wd, steps, rule=rule, block=block)
     else:
-        net, n, div, pm, ov = _chunked(net, data_arr, cov, key, lrs, wd, steps, rule, block, chunk, progress,
-                                       checkpoint, info)
+        net, n, div, pm, ov, ho = _chunked(net, data_arr, cov, key, lrs, wd, steps, rule, block, chunk, progress,
+                                           checkpoint, info)
     traj = Trajectory(
         ts=jnp.asarray(steps, dtype) / D, pmse=pm, overlaps=ov, net=net, pca=cov.pca_errors(net.K),
         params={"lr_W": lrs.W, "lr_V": lrs.V, "lr_b": lrs.b, "weight_decay": wd, "key": key_data(key)},
-        stats={"steps": n, "diverged_step": div}, info=tuple(info.items()),
+        stats={"steps": n, "diverged_step": div}, info=tuple(info.items()), pmse_heldout=ho,
     )
     if on_divergence == "raise":
         if traced:
@@ -298,11 +314,11 @@ def _chunked(net, data, cov, key, lrs, wd, steps, rule, block, chunk, progress, 
     n_rec = len(steps)
     n_chunks = -(-n_rec // chunk)
     padded = np.concatenate([steps, np.full(n_chunks * chunk - n_rec, steps[-1])]).reshape(n_chunks, chunk)
-    fields = _run_fields(net, data, cov, key, lrs, wd, steps, rule, block, info)
-    pm, ovs = [], []
+    fields = None if checkpoint is None else _run_fields(net, data, cov, key, lrs, wd, steps, rule, block, info)
+    pm, ovs, hos = [], [], []
     n, div, start = 0, -1, 0
     if checkpoint is not None and os.path.exists(checkpoint):
-        net, n, div, start, pm, ovs = _load_checkpoint(checkpoint, net, fields)
+        net, n, div, start, pm, ovs, hos = _load_checkpoint(checkpoint, net, fields)
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -312,7 +328,7 @@ def _chunked(net, data, cov, key, lrs, wd, steps, rule, block, chunk, progress, 
         for c in range(start, n_chunks):
             if div >= 0:
                 break
-            net, n_new, div_new, es, ov = _core_jit(
+            net, n_new, div_new, es, ov, ho = _core_jit(
                 net, data, cov, key, lrs, wd, padded[c], rule=rule, block=block,
                 n0=jnp.asarray(n, jnp.int32), div0=jnp.asarray(div, jnp.int32),
             )
@@ -322,8 +338,10 @@ def _chunked(net, data, cov, key, lrs, wd, steps, rule, block, chunk, progress, 
             n = n_new
             pm.append(np.asarray(es))
             ovs.append(jax.tree_util.tree_map(np.asarray, ov))
+            if ho is not None:
+                hos.append(np.asarray(ho))
             if checkpoint is not None:
-                _save_checkpoint(checkpoint, net, n, div, c + 1, pm, ovs, fields)
+                _save_checkpoint(checkpoint, net, n, div, c + 1, pm, ovs, fields, hos)
     finally:
         if bar is not None:
             bar.close()
@@ -336,17 +354,23 @@ def _chunked(net, data, cov, key, lrs, wd, steps, rule, block, chunk, progress, 
             lambda a: np.concatenate([a, np.full((missing,) + a.shape[1:], np.nan, a.dtype)]), ov_all
         )
     ov_all = jax.tree_util.tree_map(jnp.asarray, ov_all)
-    return net, jnp.asarray(n, jnp.int32), jnp.asarray(div, jnp.int32), jnp.asarray(pm_all), ov_all
+    ho_all = None
+    if hos:
+        ho_all = np.concatenate(hos)[:n_rec]
+        ho_all = jnp.asarray(np.concatenate([ho_all, np.full(n_rec - len(ho_all), np.nan, ho_all.dtype)]))
+    return net, jnp.asarray(n, jnp.int32), jnp.asarray(div, jnp.int32), jnp.asarray(pm_all), ov_all, ho_all
 
 
 def _run_fields(net, data, cov, key, lrs, wd, steps, rule, block, info):
     """Fingerprints of everything that defines a run, field by field (for checkpoints)."""
-    samples = None if isinstance(data, Covariance) else np.asarray(data)
+    samples = "none"
+    if isinstance(data, Dataset):
+        samples = [np.asarray(data.samples), "none" if data.heldout is None else np.asarray(data.heldout), data.sampling]
     return {
         "network": fingerprint([np.asarray(x) for x in jax.tree_util.tree_leaves(net)] + [net.tied]),
         "activation": fingerprint([net.activation.name, getattr(net.activation.fn, "__qualname__", "")]),
         "covariance": fingerprint([np.asarray(cov.eigvals), np.asarray(cov.eigvecs), np.asarray(cov.bulk)]),
-        "samples": fingerprint(samples if samples is not None else "none"),
+        "samples": fingerprint(samples),
         "rule": rule,
         "learning rates": fingerprint([np.asarray(lrs.W), np.asarray(lrs.V), np.asarray(lrs.b)]),
         "weight decay": fingerprint(np.asarray(wd)),
@@ -357,7 +381,7 @@ def _run_fields(net, data, cov, key, lrs, wd, steps, rule, block, info):
     }
 
 
-def _save_checkpoint(path, net, n, div, chunks_done, pm, ovs, fields):
+def _save_checkpoint(path, net, n, div, chunks_done, pm, ovs, fields, hos=()):
     arrays = {
         "n": np.asarray(n),
         "div": np.asarray(div),
@@ -365,6 +389,8 @@ def _save_checkpoint(path, net, n, div, chunks_done, pm, ovs, fields):
         "pmse": np.concatenate(pm),
         "fields": np.asarray(json.dumps(fields, sort_keys=True)),
     }
+    if hos:
+        arrays["pmse_heldout"] = np.concatenate(hos)
     for name in ("W", "V", "b"):
         if getattr(net, name) is not None:
             arrays[name] = np.asarray(getattr(net, name))
@@ -390,6 +416,7 @@ def _load_checkpoint(path, net, fields):
         new = [jnp.asarray(saved[name], net.W.dtype) for name in ("W", "V", "b") if getattr(net, name) is not None]
         net = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(net), new)
         ov = Overlaps(*(jnp.asarray(saved["ov_" + f]) for f in Overlaps.__dataclass_fields__))
-        return net, int(saved["n"]), int(saved["div"]), int(saved["chunks_done"]), [saved["pmse"]], [ov]
+        hos = [saved["pmse_heldout"]] if "pmse_heldout" in saved else []
+        return net, int(saved["n"]), int(saved["div"]), int(saved["chunks_done"]), [saved["pmse"]], [ov], hos
     except (KeyError, ValueError, TypeError) as err:
         raise ValueError(f"checkpoint: {path} is damaged: {err}") from err

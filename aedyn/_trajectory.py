@@ -35,6 +35,8 @@ class Trajectory(eqx.Module):
             ``implicit`` (the stiff remainder ran implicitly). Simulation: ``steps`` done and
             ``diverged_step`` (-1 when the run did not diverge).
         info: static settings (D, K, activation, rule, solver, ...), see :attr:`config`.
+        pmse_heldout: (n,) mean loss / D on the held-out samples of a :class:`~aedyn.Dataset`
+            (a simulation on real data), else ``None``.
     """
 
     ts: Float[Array, "*batch n"]
@@ -46,6 +48,7 @@ class Trajectory(eqx.Module):
     params: dict = eqx.field(default_factory=dict)
     stats: dict = eqx.field(default_factory=dict)
     info: tuple = eqx.field(static=True, default=())
+    pmse_heldout: Float[Array, "*batch n"] | None = None
 
     @property
     def config(self) -> dict:
@@ -72,6 +75,8 @@ class Trajectory(eqx.Module):
     def to_table(self) -> dict[str, np.ndarray]:
         """Columns t, pmse, and Q/R/T0 entries (k <= l) and PC overlaps m_W as plain arrays."""
         cols = {"t": np.asarray(self.ts), "pmse": np.asarray(self.pmse)}
+        if self.pmse_heldout is not None:
+            cols["pmse_heldout"] = np.asarray(self.pmse_heldout)
         ov = self.overlaps
         K = ov.Q.shape[-1]
         for name in ("Q", "R", "T0"):

@@ -3,6 +3,7 @@
     aedyn demo [--out DIR]          the standard spiked example, SGD + theory, PNG + CSV + JSON
     aedyn simulate [options]        one SGD run (optionally with the theory) of any configuration
     aedyn compare [options]         SGD over several seeds (mean +- spread) against the theory
+    aedyn universality [options]    real data: theory vs SGD on the images vs SGD on Gaussian samples
 """
 
 import json
@@ -467,6 +468,108 @@ def finite_size(
     argv += [] if T is None else ["--T", str(T)]
     argv += ["--replot"] if replot else []
     study.main(argv)
+
+
+class RecipeName(str, Enum):
+    authors = "authors"
+    centred = "centred"
+
+
+class SamplingName(str, Enum):
+    replacement = "replacement"
+    one_pass = "one-pass"
+
+
+@app.command()
+@_library_errors
+def universality(
+    dataset: str = typer.Option("patches", "--dataset", help="patches (embedded natural image patches, D=1024), "
+                                "fashion-mnist, mnist, cifar10, or a .npy/.npz file of samples or images."),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="Folder of the dataset's files (Fashion-MNIST "
+                                            "is found in /usr/share/datasets/fashion-mnist without it)."),
+    recipe: RecipeName = typer.Option(RecipeName.authors, "--recipe", help="authors: x/(2 std) - mean with global "
+                                      "scalars (the paper's code); centred: per-pixel centring, tr(Omega)/D = 1."),
+    K: int = typer.Option(4, "--K", "-K", help="Number of hidden units K."),
+    activation: ActivationName = ACTIVATION,
+    lr: str = typer.Option("0.1,1", "--lr", help="Comma-separated learning rates, one panel each."),
+    t_max: float = T_MAX,
+    n_times: int = typer.Option(30, "--n-times", help="Number of log-spaced recording times from 0.01 to t-max."),
+    seeds: int = typer.Option(3, "--seeds", help="SGD runs per kind of data and learning rate (>= 2)."),
+    scale: float = SCALE,
+    seed: int = SEED,
+    sampling: SamplingName = typer.Option(SamplingName.replacement, "--sampling", help="How SGD draws the real "
+                                          "samples: one per step with replacement, or one pass in a random order."),
+    gaussian: bool = typer.Option(True, "--gaussian/--no-gaussian", help="Also run SGD on Gaussian samples of the "
+                                  "same second moment (the authors' default)."),
+    dtype: DType = DTYPE,
+    out: Optional[Path] = OUT,
+):
+    """Gaussian universality on real data: the ODE with the data's empirical spectrum, SGD on the
+    real samples and SGD on Gaussian samples of equal covariance (mean +- s.e. over seeds), and
+    the error on held-out real samples; writes universality.png, .csv and .json."""
+    import time
+
+    import jax.numpy as jnp
+
+    from . import datasets
+
+    rates = _parse_list(lr, "--lr")
+    if any(v <= 0 for v in rates):
+        _fail(f"learning rates must be > 0, got {lr!r}", "--lr")
+    if K < 1:
+        _fail(f"K must be a positive integer, got {K}", "--K")
+    if seeds < 2:
+        _fail(f"at least 2 seeds are needed for a standard error, got {seeds}", "--seeds")
+    if not math.isfinite(t_max) or t_max <= 0.01:
+        _fail(f"t-max must be larger than the first recording time 0.01, got {t_max}", "--t-max")
+    if n_times < 2:
+        _fail(f"at least 2 recording times are needed, got {n_times}", "--n-times")
+    if not math.isfinite(scale) or scale < 0:
+        _fail(f"the initial scale must be finite and >= 0, got {scale}", "--scale")
+    if seed < 0:
+        _fail(f"the seed must be >= 0, got {seed}", "--seed")
+    folder = _out_dir(out, "aedyn-universality")
+    start = time.perf_counter()
+    typer.echo(f"Loading {dataset} ({recipe.value} recipe) and its spectrum ...")
+    try:
+        ds = datasets.load(dataset, folder=data_dir, recipe=recipe.value, sampling=sampling.value)
+    except FileNotFoundError as err:
+        _fail(str(err), "--data-dir" if data_dir is not None else "--dataset")
+    if K > ds.D:
+        _fail(f"K = {K} hidden units exceed the input dimension D = {ds.D}", "--K")
+    typer.echo(f"  {ds.describe()}")
+    res = datasets.universality(
+        ds, K=K, activation=activation.value, lr=rates, t_max=t_max, n_times=n_times, seeds=seeds, scale=scale,
+        seed=seed, dtype=jnp.float32 if dtype == DType.float32 else jnp.float64, gaussian=gaussian,
+        log=lambda msg: typer.echo(msg),
+    )
+    paths = res.save(folder)
+    typer.echo("")
+    for i, a in enumerate(res.lrs):
+        cols = {"theory": res.theory[i], "SGD images": res.mean_sem("images")[0][i]}
+        if res.gaussian is not None:
+            cols["SGD Gaussian"] = res.mean_sem("gaussian")[0][i]
+        if res.images_heldout is not None:
+            cols["held-out"] = res.mean_sem("images_heldout")[0][i]
+        typer.echo(f"lr = {a:g}")
+        typer.echo(_summary(res.ts, cols))
+    typer.echo(res.summary())
+    pca = res.pca
+    typer.echo("PCA errors: " + ", ".join(f"{k} comp. {pca[k]:.6g}" for k in range(len(pca))))
+    typer.echo(f"({time.perf_counter() - start:.0f} s)")
+    typer.echo("Wrote:")
+    for p in paths:
+        typer.echo(f"  {p}")
+
+
+def _parse_list(text: str, option: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.replace(" ", "").split(",") if v != ""]
+    except ValueError:
+        _fail(f"expected comma-separated numbers such as 0.1,1, got {text!r}", option)
+    if not values or any(not math.isfinite(v) for v in values):
+        _fail(f"expected comma-separated finite numbers such as 0.1,1, got {text!r}", option)
+    return values
 
 
 def main():  # pragma: no cover - console entry point
