@@ -98,7 +98,7 @@ plt.show()
 from aedyn.studies import finite_size  # noqa: E402
 
 Ds = (100, 200) if SMALL else (250, 500, 1000, 2000)
-etas = np.geomspace(0.25, 0.5 * max(Ds) * 4, 6 if SMALL else 15)
+etas = np.geomspace(0.25, 8.0 * max(Ds), 7 if SMALL else 15)
 t1 = time.perf_counter()
 with tempfile.TemporaryDirectory() as tmp:
     rows = finite_size.run(Ds=Ds, etas=etas, seeds=tuple(range(2 if SMALL else 8)), S=10.0 if SMALL else 50.0,

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -38,6 +39,7 @@ import numpy as np
 
 from .. import sweeps
 from .._data import spiked_covariance
+from .._errors import RegimeWarning
 from .._io import atomic_write
 
 __all__ = ["run", "main", "departure", "horizon", "replot"]
@@ -63,8 +65,10 @@ def _theory_curve(cov, seeds, s_lo, s_hi, init_scale, cache):
     """(s grid, pmse (seed, s)) of the theory at eta = 1."""
     n = int(np.ceil(200 * np.log10(s_hi / s_lo))) + 2
     s_grid = np.geomspace(s_lo * 0.999, s_hi * 1.001, n)
-    res = sweeps.sweep_theory(cov, grid=dict(seed=seeds), base=dict(lr=1.0, init_scale=init_scale), ts=s_grid,
-                              out=cache)
+    with warnings.catch_warnings():  # eta = 1 is the scale of the eta t invariance, not an SGD run
+        warnings.simplefilter("ignore", RegimeWarning)
+        res = sweeps.sweep_theory(cov, grid=dict(seed=seeds), base=dict(lr=1.0, init_scale=init_scale), ts=s_grid,
+                                  out=cache)
     if not res.status["ok"].all():
         raise RuntimeError("finite_size: a theory solve failed")
     return s_grid, res.pmse
