@@ -73,3 +73,10 @@ def test_big_sweeps():
     assert len(ratios) == 2 and all(1e-4 < r < 0.05 for r in ratios)
     div = [float(x) for x in re.findall(r"first divergence at eta/D = ([0-9.e-]+)", text)]
     assert len(div) == 2 and all(0.2 < d <= 8.0 for d in div)  # divergence at eta of order D
+
+
+def test_real_data():
+    text, _ = _run("real_data")
+    assert _num(text, "(band max(5%, 3 s.e.)):") <= 1.0
+    assert _num(text, "(band max(3%, 3 s.e.)):") <= 1.0
+    assert "authors:" in text and "centred:" in text
