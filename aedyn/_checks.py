@@ -43,29 +43,25 @@ def check_times(ts, name: str = "ts") -> np.ndarray:
     return t
 
 
-def check_number(x, name: str, *, lo=None, hi=None, lo_open=False, hi_open=False, integer=False):
-    """A real number (or a traced scalar, checked by shape only) within [lo, hi]; returns it."""
-    if isinstance(x, (str, bytes)) or x is None:
-        raise TypeError(f"{name}: expected a number, got {type(x).__name__} {x!r}")
+def check_number(x, name: str, *, lo=None, hi=None, lo_open=False, hi_open=False):
+    """A real number, or an array of them, within [lo, hi] (open ends with ``lo_open``/``hi_open``);
+    returns it. A traced value is checked by nothing here (its values are unknown)."""
     if isinstance(x, jax.core.Tracer):
         return x
+    if isinstance(x, (str, bytes, bool, np.bool_)) or x is None:
+        raise TypeError(f"{name}: expected a number, got {type(x).__name__} {x!r}")
     try:
         a = np.asarray(x)
     except Exception as err:  # noqa: BLE001 - any non-numeric object
         raise TypeError(f"{name}: expected a number, got {type(x).__name__}") from err
-    if a.dtype.kind not in "biuf" or a.dtype == bool and not integer:
+    if a.dtype.kind not in "iuf":
         raise TypeError(f"{name}: expected a real number, got {type(x).__name__} {x!r}")
-    if integer and a.dtype.kind not in "iu":
-        if a.dtype.kind == "f" and np.all(a == np.round(a)) and np.all(np.isfinite(a)):
-            pass
-        else:
-            raise TypeError(f"{name}: expected an integer, got {x!r}")
     v = a.astype(np.float64)
     if not np.all(np.isfinite(v)):
         raise ValueError(f"{name}: expected a finite number, got {x!r}")
-    if lo is not None and np.any(v < lo if not lo_open else v <= lo):
+    if lo is not None and np.any(v <= lo if lo_open else v < lo):
         raise ValueError(f"{name}: expected a value {'>' if lo_open else '>='} {lo}, got {x!r}")
-    if hi is not None and np.any(v > hi if not hi_open else v >= hi):
+    if hi is not None and np.any(v >= hi if hi_open else v > hi):
         raise ValueError(f"{name}: expected a value {'<' if hi_open else '<='} {hi}, got {x!r}")
     return x
 
