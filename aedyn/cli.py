@@ -9,6 +9,7 @@
 import json
 import math
 import os
+import signal
 import sys
 from enum import Enum
 from pathlib import Path
@@ -573,11 +574,29 @@ def _parse_list(text: str, option: str) -> list[float]:
 
 
 def main():  # pragma: no cover - console entry point
-    """The ``aedyn`` command (Ctrl-C anywhere exits 130)."""
+    """The ``aedyn`` command (Ctrl-C anywhere exits 130).
+
+    The process ends with ``os._exit`` once the command has returned and its files are written:
+    the interpreter's teardown runs while XLA's threads are alive, and a Ctrl-C landing in it
+    escaped every handler (measured: 1 of 20 interrupted runs died of SIGINT during teardown)."""
+    code = 1
     try:
-        app()
+        try:
+            app()
+            code = 0
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+            if isinstance(exit_.code, str):
+                sys.stderr.write(exit_.code + "\n")
+        # Done: a Ctrl-C from here on changes nothing.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     except KeyboardInterrupt:
         _interrupted()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        os._exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

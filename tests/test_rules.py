@@ -202,7 +202,7 @@ def test_float32_step_keeps_dtype():
 # -- learning-rate and rule validation ------------------------------------------------------------
 
 
-def test_learning_rates_mapping_and_errors():
+def test_learning_rates_mapping_and_errors(own_errors):
     lr = aedyn.learning_rates({"W": 0.1, "V": 0.2})
     assert float(lr.W) == 0.1 and float(lr.V) == 0.2 and float(lr.b) == 0.1
     with pytest.raises(ValueError, match="lr"):
