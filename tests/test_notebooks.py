@@ -80,3 +80,28 @@ def test_real_data():
     assert _num(text, "(band max(5%, 3 s.e.)):") <= 1.0
     assert _num(text, "(band max(3%, 3 s.e.)):") <= 1.0
     assert "authors:" in text and "centred:" in text
+
+
+
+def test_phenomena():
+    text, _ = _run("phenomena")
+    pca2 = float(re.search(r"PCA\(2\) = ([0-9.]+)", text).group(1))
+    # tied erf: the theory ends at the analysis' level, far above PCA(2); SGD reaches it too
+    tied = re.search(r"tied erf: theory at t = 1e4: ([0-9.]+); predicted level: ([0-9.]+); SGD at t = [0-9.]+: ([0-9.]+)", text)
+    theory, predicted, sgd = (float(x) for x in tied.groups())
+    assert abs(theory / predicted - 1) < 1e-3 and abs(sgd / predicted - 1) < 0.03
+    assert predicted > 5 * pca2
+    # untied erf creeps towards PCA(2) from above
+    assert 0 < _num(text, "relative gap to PCA(2):") < 0.1
+    # relu: one unit explains half a component; K = 2 stays far above PCA(2) with or without an
+    # encoder bias (theory and SGD); paired units reach it
+    one = re.search(r"half a component predicts ([0-9.]+); theory ([0-9.]+)", text)
+    assert abs(float(one.group(2)) / float(one.group(1)) - 1) < 1e-3
+    assert _num(text, "relu K = 2: theory at t = 1e4:") > 5 * pca2
+    assert _num(text, "relu K = 2, encoder bias: theory at t = 1e4:") > 5 * pca2
+    assert float(re.search(r"relu K = 2 SGD at t = [0-9.]+: ([0-9.]+)", text).group(1)) > 5 * pca2
+    assert _num(text, "paired units: relative gap to PCA(2):") < 0.01
+    # truncated finds the individual components, vanilla only their span
+    for rule, check in (("truncated", lambda x: x < 0.05), ("vanilla", lambda x: x > 0.3)):
+        m = re.search(rf"{rule}: final pmse .* off-diagonality theory ([0-9.]+), SGD ([0-9.]+)", text)
+        assert check(float(m.group(1))) and check(float(m.group(2))), m.group(0)
