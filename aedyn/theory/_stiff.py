@@ -57,25 +57,29 @@ class _Factors(eqx.Module):
 
 
 def _inv_small(A: Float[Array, "N Z Z"]) -> Float[Array, "N Z Z"]:
-    """Inverses of a batch of small matrices: Gauss-Jordan with partial pivoting, unrolled over Z
-    and vectorised over N (~20x faster on CPU than a batch of LAPACK calls at Z <= 8)."""
+    """Inverses of a batch of small matrices: Gauss-Jordan with partial pivoting, vectorised over N
+    (on CPU much faster than LAPACK calls, batched or not: 1024 8 x 8 blocks ~20x, one 64 x 64 ~10x)."""
     N, Z, _ = A.shape
     aug = jnp.concatenate([A, jnp.broadcast_to(jnp.eye(Z, dtype=A.dtype), A.shape)], axis=-1)
-    rows = jnp.arange(Z)[None, :, None]
-    for k in range(Z):
-        p = k + jnp.argmax(jnp.abs(aug[:, k:, k]), axis=1)
+    rows = jnp.arange(Z)
+
+    def body(k, aug):
+        col = jnp.where(rows[None, :] >= k, jnp.abs(aug[:, :, k]), -1.0)
+        p = jnp.argmax(col, axis=1)
         row_k = aug[:, k]
         row_p = jnp.take_along_axis(aug, p[:, None, None], axis=1)[:, 0]
-        aug = jnp.where(rows == p[:, None, None], row_k[:, None, :], aug)
-        aug = aug.at[:, k].set(row_p / row_p[:, k:k + 1])
-        f = aug[:, :, k].at[:, k].set(0.0)
-        aug = aug - f[:, :, None] * aug[:, k][:, None, :]
-    return aug[:, :, Z:]
+        aug = jnp.where(rows[None, :, None] == p[:, None, None], row_k[:, None, :], aug)
+        row_p = row_p / row_p[:, k][:, None]
+        aug = jnp.where(rows[None, :, None] == k, row_p[:, None, :], aug)
+        f = jnp.where(rows[None, :] == k, 0.0, aug[:, :, k])
+        return aug - f[:, :, None] * row_p[:, None, :]
+
+    return lax.fori_loop(0, Z, body, aug, unroll=Z <= 8)[:, :, Z:]
 
 
 def _block_solve(f: _Factors, r: TheoryState) -> TheoryState:
     z, m, b = _split(r)
-    z = jnp.einsum("nij,nj->ni", f.modes, z)
+    z = jnp.sum(f.modes * z[:, None, :], axis=2)  # (broadcast products beat a batched dot on CPU)
     m = f.moment @ m
     return _join(r, z, m, b)  # the bias has no diagonal block: identity
 
@@ -110,7 +114,10 @@ def factor(state: TheoryState, params: TheoryParams, gamma: ScalarLike, *, rule:
                   out_axes=1)(jnp.eye(m0.size, dtype=m0.dtype))
     eye_z = jnp.eye(Z, dtype=z0.dtype)
     modes = _inv_small(eye_z[None] - gamma * Bz)
-    moment = jnp.linalg.inv(jnp.eye(m0.size, dtype=m0.dtype) - gamma * Bm)
+    if params.n_bulk == 0:  # no bulk: the moment is constant, its block the identity
+        moment = jnp.eye(m0.size, dtype=m0.dtype)
+    else:
+        moment = _inv_small((jnp.eye(m0.size, dtype=m0.dtype) - gamma * Bm)[None])[0]
 
     # Low-rank coupling through p = (Q, R, T0, b).
     pf, unravel_p = ravel_pytree(p0)
@@ -126,7 +133,7 @@ def factor(state: TheoryState, params: TheoryParams, gamma: ScalarLike, *, rule:
     V = jax.jacrev(state_to_p)(x0)  # (P, n)
     U = jax.jacfwd(p_to_flow)(pf)  # (n, P)
     nz = z0.size
-    Wz = jnp.einsum("nij,njp->nip", modes, gamma * U[:nz].reshape(N, Z, -1)).reshape(nz, -1)
+    Wz = jnp.sum(modes[:, :, :, None] * (gamma * U[:nz].reshape(N, 1, Z, -1)), axis=2).reshape(nz, -1)
     Wm = moment @ (gamma * U[nz:nz + m0.size])
     W = jnp.concatenate([Wz, Wm, gamma * U[nz + m0.size:]])
     cap = jsl.lu_factor(jnp.eye(pf.size, dtype=pf.dtype) - V @ W)
