@@ -14,6 +14,7 @@ import numpy as np
 from jaxtyping import Array, ArrayLike, Float, PRNGKeyArray
 
 from ._checks import check_int, check_key, check_number, is_concrete
+from ._defaults import MERGE_RTOL
 from ._moments import second_moment
 
 
@@ -186,6 +187,37 @@ class Covariance(eqx.Module):
         order = np.argsort(-rho, kind="stable")
         dt = self.eigvals.dtype
         return Covariance(rho[order].astype(dt), vecs[:, order].astype(dt), 0.0)
+
+    def merged(self, rtol: float = MERGE_RTOL) -> "Covariance":
+        """The same covariance with its largest group of equal eigenvalues as the bulk (exact).
+
+        Eigenvalues within ``rtol`` times the largest eigenvalue of each other (a run of the
+        sorted spectrum) count as equal: the group's directions enter the theory only through one
+        second moment (docs/theory.md §6), so ``spiked_covariance(...).full().merged()`` is the
+        spikes+bulk form again. Returns ``self`` when no group of two or more is found, when the
+        group does not beat the current bulk, or under a trace."""
+        if not is_concrete(self.eigvals, self.bulk) or self.n_modes < 2:
+            return self
+        rho = np.asarray(self.eigvals, np.float64)
+        tol = float(rtol) * max(float(np.max(np.abs(rho))), float(self.bulk), 1e-300)
+        best, start = (0, 0), 0
+        for i in range(1, len(rho) + 1):
+            if i == len(rho) or rho[start] - rho[i] > tol:
+                if i - start > best[1] - best[0]:
+                    best = (start, i)
+                start = i
+        rho_b = float(self.bulk)
+        if self.n_bulk > 0:  # only the group equal to the existing bulk can join it
+            drop = np.abs(rho - rho_b) <= tol
+        else:
+            drop = np.zeros(len(rho), bool)
+            drop[best[0]:best[1]] = best[1] - best[0] >= 2
+            rho_b = float(rho[drop].mean()) if drop.any() else rho_b
+        if not drop.any():
+            return self
+        dt = self.eigvals.dtype
+        vecs = np.asarray(self.eigvecs)[:, ~drop]
+        return Covariance(rho[~drop].astype(dt), vecs.astype(dt), np.asarray(rho_b, dt))
 
     def astype(self, dtype) -> "Covariance":
         """The same covariance in another floating-point dtype."""

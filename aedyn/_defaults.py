@@ -13,6 +13,9 @@ INIT_SCALE = 0.1
 T_MIN, T_MAX, N_TIMES = 1e-2, 100.0, 100
 #: Step-size control of the theory's ODE solve (relative and absolute tolerance) and its step budget.
 RTOL, ATOL, MAX_STEPS = 1e-7, 1e-10, 1_000_000
+#: Eigenvalues within MERGE_RTOL times the largest count as equal: merged exactly into one bulk
+#: moment by ``Covariance.merged`` (and so by ``aedyn.theory.solve``; docs/theory.md §6).
+MERGE_RTOL = 1e-10
 #: Samples drawn per random-number call of the simulator.
 BLOCK = 128
 #: Gauss-Hermite nodes per dimension for the kernels of activations without closed forms.

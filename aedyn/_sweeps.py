@@ -302,7 +302,7 @@ def sweep_theory(cov: Covariance, *, K: int = 2, grid: Mapping[str, Any] | None 
     kw = dict(rule=rule, method=theory.resolve_method(method, act, False, bias is not None), solver=solver,
               rtol=rtol, atol=atol, max_steps=check_int(max_steps, "max_steps", lo=1))
     probe = theory.init_state(initial_network(0, cov.dim, min(check_int(K, "K", lo=1), cov.dim), bias=bias), cov)
-    stiff = None if solver is not None or max_steps <= theory.EXPLICIT_STEPS else theory.stiff_solver(probe)
+    stiff = None if solver is not None or max_steps <= theory.EXPLICIT_STEPS else theory.stiff_solver(probe, **{k: kw[k] for k in ('rule', 'method', 'rtol', 'atol')})
     settings = {"activation": act.name, "bias": bias, **kw, "solver": type(solver or theory.default_solver()).__name__,
                 "stiff_solver": None if stiff is None else type(stiff).__name__}
     return _sweep("theory", cov, K, grid, configs, base, ts, dict(activation=act, bias=bias, dtype=jnp.float64), kw,

@@ -1,6 +1,6 @@
 """Benchmark the theory solve against a vectorised NumPy Euler of the same equations (issue 3).
 
-    python benchmarks/bench_theory.py [--quick]
+    python benchmarks/bench_theory.py [--quick] [--stiff]
 
 Cases (t_max = 1000, log-spaced save times):
   1. standard example (D=500, K=2, strengths (3,5), erf, init scale 0.1), eta = 0.1 and eta = 1;
@@ -8,6 +8,10 @@ Cases (t_max = 1000, log-spaced save times):
   2. K=4, strengths (3,5,9,17), D=1000, eta = 0.1; target <= 5 s;
   3. D=1024, full empirical spectrum (Covariance.from_samples of 4096 samples of a power-law
      Gaussian), K=2, eta = 0.1; target <= 10 s; plus the spiked model's .full() at D=1024.
+  4. (issue 12; ``--stiff`` runs only this) stiff full spectra, K=4, erf, eta = 0.1 and 1, t = 1e3
+     and 1e5: the spiked model's .full() at D=1024 from its TheoryState (1024 explicit modes, the
+     structured implicit path) and from the network (equal eigenvalues merged: the reduced form);
+     targets: t = 1e3 <= 1 s, t = 1e5 <= 5 s, compile <= 30 s, >= 30x the NumPy Euler.
 The NumPy baseline integrates the Stein form of docs/theory.md §3 (written here independently of the
 package) with Euler steps dt = 1/D, in the same factor form (explicit modes + bulk moment). Where it
 would take long, it is timed over a short horizon and extrapolated linearly (said so in the output).
@@ -135,13 +139,32 @@ def report(name, tr, compile_s, run_s, target, euler):
     print(line, flush=True)
 
 
+def stiff_full_spectra(budget):
+    """Case 4 (issue 12)."""
+    D, K = 1024, 4
+    cov = aedyn.spiked_covariance(jax.random.key(0), D, (3.0, 5.0))
+    full = cov.full()
+    net = aedyn.init_autoencoder(jax.random.key(1), D, K, activation="erf", scale=0.1, dtype=jnp.float64)
+    st = theory.init_state(net, full)
+    for lr in (0.1, 1.0):
+        for t_max, target in ((1e3, 1.0), (1e5, 5.0)):
+            for how, init in (("TheoryState, 1024 modes", st), ("network, merged", net)):
+                tr, c, r = time_solve(init, full, lr, t_max, repeats=1)
+                report(f"stiff full D=1024 K=4 erf eta={lr} t={t_max:g} ({how})", tr, c, r, target,
+                       time_euler((st.wt, st.vs, st.M), full, D, lr, "erf", t_max, budget))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="short Euler budget (always extrapolate)")
+    ap.add_argument("--stiff", action="store_true", help="only case 4 (stiff full spectra)")
     args = ap.parse_args()
     budget = 0.0 if args.quick else 120.0
     t_max = 1000.0
     print(f"jax {jax.__version__}, devices {jax.devices()}")
+    if args.stiff:
+        stiff_full_spectra(budget)
+        return
 
     # 1. standard example
     D = 500
@@ -191,6 +214,7 @@ def main():
     rel = np.max(np.abs(np.asarray(a.pmse) / np.asarray(b.pmse) - 1))
     print(f"reduced vs full spectrum, D=500 erf eta=0.1 t<=1000: max rel. pmse difference {rel:.2e} "
           f"(full solve {el:.1f} s incl. compile, {b.config['solver']} {b.config['num_steps']} steps)")
+    stiff_full_spectra(budget)
 
 
 if __name__ == "__main__":

@@ -13,9 +13,12 @@ from ._policy import (
 from ._rhs import (
     TheoryParams as TheoryParams,
     coefficients as coefficients,
+    coefficients_at as coefficients_at,
+    flow as flow,
     rhs as rhs,
     theory_pmse as theory_pmse,
 )
+from ._stiff import StructuredChord as StructuredChord
 from ._solve import solve as solve, theory_params as theory_params
 from ._state import (
     TheoryState as TheoryState,

@@ -18,12 +18,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._checks import is_concrete
-from .._defaults import ETA_DEPART_PER_D, ETA_DIVERGE_PER_D
+from .._defaults import ATOL, ETA_DEPART_PER_D, ETA_DIVERGE_PER_D, NODES, RTOL
 from .._errors import RegimeWarning
 
 #: Steps the explicit first phase may take before a solve counts as stiff.
 EXPLICIT_STEPS = 4096
-#: States up to this many numbers get the implicit second phase (a dense Jacobian is cheap).
+#: States up to this many numbers factor a dense Jacobian in the implicit phase; larger ones a
+#: structured one (block-diagonal over modes plus a low-rank coupling).
 IMPLICIT_MAX_SIZE = 1024
 
 METHODS = ("stein", "gradient")
@@ -50,11 +51,20 @@ def default_solver(state=None):
     return diffrax.Tsit5()
 
 
-def stiff_solver(state):
-    """Kvaerno5 (L-stable ESDIRK) for states of at most :data:`IMPLICIT_MAX_SIZE` numbers, else
-    None (a dense Jacobian of a large N-mode state costs more than the explicit steps it saves)."""
+def stiff_solver(state, *, rule: str = "vanilla", method: str = "stein", nodes: int = NODES,
+                 rtol: float = RTOL, atol: float = ATOL):
+    """Kvaerno5 (L-stable ESDIRK). States of at most :data:`IMPLICIT_MAX_SIZE` numbers factor its
+    dense Jacobian (diffrax's default root finder); larger (N-mode) states use
+    :class:`aedyn.theory.StructuredChord`, which factors the Jacobian as N per-mode blocks plus a
+    low-rank coupling through the overlaps (O(N K^2) per step; docs/theory.md §4). ``rule``,
+    ``method``, ``nodes``: those of the solve's right-hand side; ``rtol``, ``atol``: its tolerances."""
+    from ._stiff import StructuredChord  # _stiff imports _rhs, which imports this module
+
     size = sum(x.size for x in jax.tree_util.tree_leaves(state))
-    return diffrax.Kvaerno5() if size <= IMPLICIT_MAX_SIZE else None
+    if size <= IMPLICIT_MAX_SIZE:
+        return diffrax.Kvaerno5()
+    chord = StructuredChord(rtol=float(rtol), atol=float(atol), rule=rule, method=method, nodes=int(nodes))
+    return diffrax.Kvaerno5(root_finder=chord)
 
 
 def regime(lr, D: int):

@@ -60,11 +60,9 @@ def overlaps_of(state: TheoryState, params: TheoryParams):
     return order_parameters(state.wt, state.decoder_factors, state.full_moment(), params.rho, params.bulk, state.D)
 
 
-def _gradient_coefficients(state, params, rule, nodes):
+def _gradient_coefficients(Q, R, T0, b, state, params, rule, nodes):
     K = state.K
-    Q, R, _, T0 = overlaps_of(state, params)
     act = state.activation
-    b = state.b
     trace = params.trace
 
     def error(Q, R, T0, b, mask):
@@ -94,10 +92,9 @@ def _gradient_coefficients(state, params, rule, nodes):
     return AQ, ART, AR, AT, db[rows, rows]
 
 
-def _stein_coefficients(state, params, rule):
+def _stein_coefficients(Q, R, T0, state, rule):
     if state.tied or state.b is not None:
         raise ValueError("method: the Stein form covers untied networks without bias; use method='gradient'")
-    Q, R, _, T0 = overlaps_of(state, params)
     K1, K3, G, P, S = stein_kernels(state.activation, Q)
     K = state.K
     mask = jnp.tril(jnp.ones((K, K), Q.dtype)) if rule == "truncated" else jnp.ones((K, K), Q.dtype)
@@ -107,20 +104,38 @@ def _stein_coefficients(state, params, rule):
     return AQ, AR, AR, mask * G, None
 
 
-def coefficients(state: TheoryState, params: TheoryParams, *, rule="vanilla", method="gradient", nodes=NODES):
-    """The K x K matrices (A_Q, A_RT, A_R, A_T) and the bias gradient of the mode equations."""
+def coefficients_at(p, state: TheoryState, params: TheoryParams, *, rule="vanilla", method="gradient", nodes=NODES):
+    """The coefficients of :func:`coefficients` as a function of ``p = (Q, R, T0, b)`` (``state``
+    only supplies the static structure): the whole dependence of the flow on the state's overlaps."""
     if rule not in ("vanilla", "truncated"):
         raise ValueError(f"rule: the theory covers 'vanilla' and 'truncated', got {rule!r}")
+    Q, R, T0, b = p
     if method == "stein":
-        return _stein_coefficients(state, params, rule)
+        return _stein_coefficients(Q, R, T0, state, rule)
     if method == "gradient":
-        return _gradient_coefficients(state, params, rule, nodes)
+        return _gradient_coefficients(Q, R, T0, b, state, params, rule, nodes)
     raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
+
+
+def overlap_point(state: TheoryState, params: TheoryParams):
+    """``p = (Q, R, T0, b)``: everything the coefficients depend on (b is None without bias)."""
+    Q, R, _, T0 = overlaps_of(state, params)
+    return Q, R, T0, state.b
+
+
+def coefficients(state: TheoryState, params: TheoryParams, *, rule="vanilla", method="gradient", nodes=NODES):
+    """The K x K matrices (A_Q, A_RT, A_R, A_T) and the bias gradient of the mode equations."""
+    return coefficients_at(overlap_point(state, params), state, params, rule=rule, method=method, nodes=nodes)
 
 
 def rhs(t, state: TheoryState, params: TheoryParams, *, rule="vanilla", method="gradient", nodes=NODES):
     """d state / dt (per unit of t = steps / D); a pure function for ``diffrax.ODETerm``."""
-    AQ, ART, AR, AT, db = coefficients(state, params, rule=rule, method=method, nodes=nodes)
+    return flow(state, params, coefficients(state, params, rule=rule, method=method, nodes=nodes))
+
+
+def flow(state: TheoryState, params: TheoryParams, coeffs) -> TheoryState:
+    """d state / dt for given coefficients: linear in the factors and the moment, mode by mode."""
+    AQ, ART, AR, AT, db = coeffs
     D = state.D
     eW, eV, eb = params.lr.W, params.lr.V, params.lr.b
     kappa = params.weight_decay

@@ -219,7 +219,10 @@ def solve(
     Args:
         init: the initial network (its exact factors are used) or a theory state.
         cov: the input covariance; a spiked model (few eigenpairs + isotropic bulk) is solved in
-            the reduced spikes+bulk form whose cost does not grow with D.
+            the reduced spikes+bulk form whose cost does not grow with D. From a network, the
+            largest group of equal eigenvalues is merged into the bulk first (``cov.merged()``,
+            exact). Other N-mode states that turn stiff continue with a structured implicit
+            solver (O(N K^2) per step, :class:`aedyn.theory.StructuredChord`).
         lr: eta for all weights, or a mapping with keys "W", "V", "b".
         ts: (n,) increasing times t = steps / D (default: 100 log-spaced times from 0.01 to 100).
         rule: "vanilla" or "truncated".
@@ -228,7 +231,8 @@ def solve(
         method: "stein" (hand-written, closed-form kernels), "gradient" (autodiff of the
             population error; every activation, bias, tied) or "auto" (stein where it applies).
         solver: a diffrax solver; default None: the policy of :mod:`aedyn.theory` (Tsit5, the stiff
-            remainder with Kvaerno5; ``stats["implicit"]`` says where).
+            remainder with Kvaerno5, with a structured root finder for N-mode states;
+            ``stats["implicit"]`` says where).
         rtol: relative tolerance of the step-size control.
         atol: absolute tolerance of the step-size control.
         max_steps: the step budget (both phases together).
@@ -245,6 +249,8 @@ def solve(
         inside the theory's regime, 1 past the learning rate where SGD departs from it by 5%, 2
         where SGD diverges — with a :class:`aedyn.RegimeWarning` outside a trace) and ``config``.
     """
+    if isinstance(init, AutoEncoder) and isinstance(cov, Covariance):
+        cov = cov.merged()  # equal eigenvalues share one bulk moment (exact; docs/theory.md §6)
     state0 = _initial_state(init, cov)
     require_x64("aedyn.theory.solve")
     if not isinstance(rule, str) or rule not in ("vanilla", "truncated"):
@@ -271,7 +277,8 @@ def solve(
     code = regime(params.lr, state0.D)
     warn_regime(code, state0.D, "solve")
     state0 = state0.scale(jnp.asarray(init_scale, jnp.float64))
-    stiff = stiff_solver(state0) if solver is None else None
+    stiff = None if solver is not None else stiff_solver(state0, rule=rule, method=method, nodes=nodes,
+                                                           rtol=rtol, atol=atol)
     explicit = min(EXPLICIT_STEPS, max_steps) if stiff is not None and max_steps > EXPLICIT_STEPS else max_steps
     plan = _Plan(rule, method, solver, stiff if explicit < max_steps else None, explicit, float(rtol), float(atol),
                  max_steps, nodes, adjoint, bool(progress))

@@ -1,0 +1,135 @@
+"""Stiff full spectra (issue 12): the structured implicit path for N-mode states and the exact
+merging of equal eigenvalues (docs/theory.md §4, §6)."""
+
+import diffrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.flatten_util import ravel_pytree
+
+import aedyn
+from aedyn import theory
+from aedyn.theory import _stiff
+
+
+def kernel_covariance(D: int) -> aedyn.Covariance:
+    """Two spikes (eigenvalues ~ 25 D and 9 D) + a smooth Gaussian kernel (length 10) + 0.5 I: a
+    non-isotropic bulk and a condition number >= 1e4 at D = 500."""
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((D, 2))
+    i = np.arange(D)
+    C = (A * np.array([5.0, 3.0]) ** 2) @ A.T + np.exp(-0.5 * ((i[:, None] - i[None, :]) / 10.0) ** 2)
+    return aedyn.Covariance.from_matrix(C + 0.5 * np.eye(D))
+
+
+@pytest.mark.parametrize(
+    "tied, bias, method, rule, full",
+    [(False, None, "stein", "vanilla", True),
+     pytest.param(False, 0.1, "gradient", "truncated", False, marks=pytest.mark.slow),  # slow to compile
+     pytest.param(True, None, "gradient", "vanilla", True, marks=pytest.mark.slow)],
+)
+def test_structured_solve_equals_dense(tied, bias, method, rule, full):
+    """(I - gamma J) x = r by blocks + Woodbury equals the dense solve with J = jacfwd(rhs)."""
+    cov = aedyn.spiked_covariance(jax.random.key(0), 40, (3.0, 5.0))
+    cov = cov.full() if full else cov
+    st = theory.init_state_random(jax.random.key(1), cov, 3, tied=tied, bias=bias, scale=0.7)
+    params = theory.theory_params(cov, 0.3)
+    gamma = 2.7
+    x0, unravel = ravel_pytree(st)
+    J = jax.jacfwd(lambda x: ravel_pytree(theory.rhs(0.0, unravel(x), params, rule=rule, method=method))[0])(x0)
+    r = jax.random.normal(jax.random.key(2), x0.shape, x0.dtype)
+    dense = jnp.linalg.solve(jnp.eye(x0.size) - gamma * J, r)
+    f = _stiff.factor(st, params, gamma, rule=rule, method=method)
+    structured = ravel_pytree(_stiff.solve_factored(f, unravel(r)))[0]
+    np.testing.assert_allclose(structured, dense, rtol=0, atol=1e-12 * np.abs(dense).max())
+
+
+def test_small_block_inverse():
+    A = jnp.eye(6)[None] + 2.0 * jax.random.normal(jax.random.key(0), (50, 6, 6), jnp.float64)
+    np.testing.assert_allclose(_stiff._inv_small(A), jnp.linalg.inv(A), rtol=1e-9, atol=1e-12)
+
+
+def test_merged_equal_eigenvalues():
+    """spiked(...).full().merged() is the spikes+bulk form again (also through from_matrix's
+    eigh, whose bulk eigenvalues are equal only to rounding); solve from a network merges."""
+    cov = aedyn.spiked_covariance(jax.random.key(0), 300, (3.0, 5.0))
+    assert cov.merged() is cov
+    for full in (cov.full(), aedyn.Covariance.from_matrix(cov.matrix())):
+        m = full.merged()
+        assert (m.n_modes, m.n_bulk) == (2, 298)
+        np.testing.assert_allclose(m.eigvals, cov.eigvals, rtol=1e-12)
+        np.testing.assert_allclose(m.bulk, cov.bulk, rtol=1e-12)
+    distinct = aedyn.Covariance(np.linspace(2.0, 1.2, 5), np.eye(8)[:, :5], 1.0)
+    assert distinct.merged() is distinct
+    joins = aedyn.Covariance(np.linspace(2.0, 1.0, 5), np.eye(8)[:, :5], 1.0).merged()
+    assert (joins.n_modes, joins.n_bulk, float(joins.bulk)) == (4, 4, 1.0)
+    net = aedyn.init_autoencoder(jax.random.key(1), 300, 2, dtype=jnp.float64)
+    ts = aedyn.log_times(100.0, 12)
+    a = theory.solve(net, cov.full(), ts=ts)
+    b = theory.solve(net, cov, ts=ts)
+    assert a.config["modes"] == 2
+    np.testing.assert_allclose(a.pmse, b.pmse, rtol=1e-9)
+
+
+def test_policy_picks_the_structured_path_for_large_states():
+    cov = aedyn.spiked_covariance(jax.random.key(0), 1024, (3.0, 5.0))
+    st = theory.init_state_random(jax.random.key(1), cov.full(), 2)
+    s = theory.stiff_solver(st, rule="vanilla", method="stein")
+    assert isinstance(s, diffrax.Kvaerno5) and isinstance(s.root_finder, theory.StructuredChord)
+    small = theory.init_state_random(jax.random.key(1), cov, 2)
+    assert not isinstance(theory.stiff_solver(small).root_finder, theory.StructuredChord)
+
+
+@pytest.fixture(scope="module")
+def spiked_full_1024():
+    cov = aedyn.spiked_covariance(jax.random.key(0), 1024, (3.0, 5.0))
+    net = aedyn.init_autoencoder(jax.random.key(1), 1024, 2, dtype=jnp.float64)
+    return cov, theory.init_state(net, cov.full()), theory.init_state(net, cov)
+
+
+def test_full_spectrum_stiff_path_equals_reduced_form(spiked_full_1024):
+    """D = 1024 full spectrum (1024 explicit modes, from a TheoryState: no merging) to t = 1e3 at
+    eta = 0.1: stiff (continued implicitly, structured), <= 1e-6 relative to the reduced form."""
+    cov, full_state, reduced_state = spiked_full_1024
+    ts = aedyn.log_times(1000.0, 30)
+    full = theory.solve(full_state, cov.full(), ts=ts)
+    ref = theory.solve(reduced_state, cov, ts=ts)
+    assert bool(full.stats["implicit"]) and full.config["modes"] == 1024
+    np.testing.assert_allclose(full.pmse, ref.pmse, rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_non_isotropic_full_spectrum_against_tight_reference():
+    """D = 500, condition number >= 1e4, non-isotropic bulk, eta = 1 to t = 300 (stiff): the
+    default policy against Tsit5 at rtol 1e-10, <= 1e-6 relative."""
+    cov = kernel_covariance(500)
+    rho = np.asarray(cov.eigvals)
+    assert rho[0] / rho[-1] >= 1e4 and rho[2] / rho[-1] > 10
+    net = aedyn.init_autoencoder(jax.random.key(1), 500, 2, dtype=jnp.float64)
+    st = theory.init_state(net, cov)
+    ts = aedyn.log_times(300.0, 20)
+    tr = theory.solve(st, cov, lr=1.0, ts=ts)
+    assert bool(tr.stats["implicit"])
+    ref = theory.solve(st, cov, lr=1.0, ts=ts, solver=diffrax.Tsit5(), rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(tr.pmse, ref.pmse, rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_grad_through_the_structured_solver_equals_central_differences():
+    """grad through Kvaerno5 + StructuredChord (small N-mode state) equals central differences.
+    (The derivative of each implicit stage goes through optimistix's implicit-function adjoint,
+    which factors a dense Jacobian: fine at this size, not at N ~ 1000.)"""
+    cov = aedyn.spiked_covariance(jax.random.key(0), 30, (3.0, 5.0)).full()
+    net = aedyn.init_autoencoder(jax.random.key(1), 30, 2, scale=1.0, dtype=jnp.float64)
+    st = theory.init_state(net, cov)
+    solver = diffrax.Kvaerno5(root_finder=theory.StructuredChord(rtol=1e-11, atol=1e-13))
+
+    def f(lr):
+        return theory.solve(st, cov, lr=lr, ts=jnp.array([5.0, 30.0]), solver=solver, rtol=1e-11,
+                            atol=1e-13).pmse[-1]
+
+    g = jax.grad(f)(0.3)
+    h = 1e-4
+    fd = (f(0.3 + h) - f(0.3 - h)) / (2 * h)
+    np.testing.assert_allclose(g, fd, rtol=1e-6)
