@@ -161,3 +161,34 @@ def plateau_levels(
                 best = min(best, value)
         levels.append(best if np.isfinite(best) else np.nan)
     return np.asarray(levels)
+
+
+def relu_fraction(beta, *, output_bias: bool = True) -> np.ndarray | float:
+    """f(beta): the fraction of its component's variance that one unit v relu(s + beta) explains at
+    best (s the standardised pre-activation, beta its bias in units of the pre-activation's standard
+    deviation; docs/theory.md, "Output bias"). With a trained output bias c,
+    f = Phi(beta)^2 / Var(relu(s + beta)) (0.733 at beta = 0, -> 1 as beta -> infinity); with an
+    encoder bias only, f = Phi(beta)^2 / E[relu(s + beta)^2] (at most 1/2, at beta = 0)."""
+    from scipy.stats import norm
+
+    beta = np.asarray(beta, np.float64)
+    Phi, phi = norm.cdf(beta), norm.pdf(beta)
+    second = (1 + beta**2) * Phi + beta * phi  # E[relu(s + beta)^2]
+    f = Phi**2 / (second - (beta * Phi + phi) ** 2) if output_bias else Phi**2 / second
+    return float(f) if f.ndim == 0 else f
+
+
+def relu_level(cov: Covariance, K: int, *, output_bias: bool = False) -> float:
+    """The least pmse K relu units reach by the one-unit analysis (docs/theory.md, "Output bias").
+
+    Without an output bias (no bias, or an encoder bias only) a unit explains at most half of a
+    component's variance, and a pair (relu(s) - relu(-s) = s) a whole one: the level is PCA(0) minus
+    the K largest of (rho_1/2, rho_1/2, rho_2/2, rho_2/2, ...) / (2D) (for K = 2: PCA(1)). With a
+    trained output bias f(beta) -> 1 and the level is PCA(K), approached as the biases grow.
+    """
+    pca = np.asarray(cov.pca_errors(min(K, cov.dim)), np.float64)
+    if output_bias:
+        return float(pca[-1])
+    spec = np.asarray(cov.spectrum(), np.float64)[: (K + 1) // 2 + 1]
+    halves = np.sort(np.repeat(spec / 2, 2))[::-1][:K]
+    return float(pca[0] - halves.sum() / (2 * cov.dim))

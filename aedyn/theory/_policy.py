@@ -31,7 +31,8 @@ METHODS = ("stein", "gradient")
 
 def resolve_method(method: str, activation, tied: bool, bias: bool) -> str:
     """``"auto"``: the hand-written Stein form where it applies (closed-form kernels: linear, erf,
-    relu; untied; no bias), else the autodiff ``"gradient"`` form."""
+    relu; untied; no encoder or output bias), else the autodiff ``"gradient"`` form. ``bias``: whether
+    the network has an encoder or an output bias."""
     if method == "auto":
         return "stein" if (activation.closed_form and not tied and not bias) else "gradient"
     if method not in METHODS:
@@ -61,8 +62,8 @@ def regime(lr, D: int):
     """Where the learning rates put SGD relative to the first-order theory (traceable):
     0 inside its regime; 1 past eta = ETA_DEPART_PER_D * D, where SGD was measured to depart from
     the theory by 5%; 2 past eta = ETA_DIVERGE_PER_D * D, where SGD diverges (docs/finite_size.md).
-    ``lr``: a LearningRates; the largest of eta_W, eta_V, eta_b counts."""
-    eta = jnp.maximum(jnp.maximum(lr.W, lr.V), lr.b)
+    ``lr``: a LearningRates; the largest of eta_W, eta_V, eta_b, eta_c counts."""
+    eta = jnp.maximum(jnp.maximum(jnp.maximum(lr.W, lr.V), lr.b), lr.c)
     return (eta > ETA_DEPART_PER_D * D).astype(jnp.int32) + (eta > ETA_DIVERGE_PER_D * D).astype(jnp.int32)
 
 
