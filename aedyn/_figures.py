@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import theory
-from ._analysis import find_plateaus, relu_fraction, relu_level
+from ._analysis import relu_fraction, relu_level
 from ._data import spiked_covariance
 from ._io import atomic_write
 from ._model import init_autoencoder
@@ -80,6 +80,21 @@ def _style(ax, title):
     ax.legend(fontsize=7, loc="lower left")
 
 
+def _plateau_levels(ts, e, pca):
+    """The level of each plateau between successive escapes (where pmse crosses the midpoints of
+    the PCA levels): pmse at the flattest point in log-log between two crossings; NaN if none."""
+    from ._analysis import escape_times
+
+    cross = escape_times(ts, e, pca)
+    slope = np.abs(np.gradient(np.log(e), np.log(ts)))
+    out = []
+    for k in range(1, len(pca) - 1):
+        lo, hi = cross[k - 1], cross[k]
+        sel = (ts > lo) & (ts < hi) if np.isfinite(lo) and np.isfinite(hi) else np.zeros(ts.shape, bool)
+        out.append(float(e[sel][np.argmin(slope[sel])]) if sel.any() else float("nan"))
+    return out
+
+
 def figure_sequential(out: Path, quick: bool = False) -> dict:
     """Sequential learning: plateaus at PCA(0), PCA(1), PCA(2), ..., the leading component first
     (linear and erf, K = 3, spikes (1.5, 3, 6); SGD mean +- std, theory dashed)."""
@@ -97,10 +112,11 @@ def figure_sequential(out: Path, quick: bool = False) -> dict:
         tr = theory.solve(net, cov, lr=eta, ts=ts)
         sims, mW = _sgd_seeds(net, cov, eta, ts, seeds)
         ode = np.asarray(tr.pmse)
-        # Escape time of component j: when the largest |cosine| of an encoder with u_j passes 1/2.
-        m = np.abs(np.asarray(tr.overlaps.m_W)).max(axis=1)  # (n, P)
+        # Which component is learned when: the first time a decoder's largest |cosine| with u_j
+        # passes 1/2 (the decoder grows along the components it learns).
+        m = np.abs(np.asarray(tr.overlaps.m_V)).max(axis=1)  # (n, P)
         esc = [float(ts[np.argmax(m[:, j] > 0.5)]) if (m[:, j] > 0.5).any() else float("nan") for j in range(K)]
-        plats = [p.level for p in find_plateaus(ts, ode, flatness=0.05, min_decades=0.3)]
+        plats = _plateau_levels(ts, ode, pca)
         _curve(ax, ts, ode, sims, "C0" if act == "linear" else "C3", act)
         _pca_lines(ax, pca, K)
         _style(ax, f"{act}, K = {K}, D = {D}, $\\eta$ = {eta} (theory dashed)")
@@ -117,14 +133,14 @@ def figure_relu_bias(out: Path, quick: bool = False) -> dict:
     (K = 2M = 4, no bias); and the one-unit fraction f(beta) with and without an output bias,
     with Monte-Carlo points (docs/theory.md §8, "Output bias")."""
     D, seeds, eta = (400, 2, 0.5) if quick else (1000, 5, 0.5)
-    t_max = 200.0 if quick else 500.0
+    t_max = 300.0 if quick else 500.0
     cov = spiked_covariance(jax.random.key(1), D, (3.0, 5.0))
     pca = np.asarray(cov.pca_errors(4), np.float64)
     ts = np.geomspace(0.1, t_max, 30 if quick else 50)
     fig, axs = _axes(2)
     cases = {
         "no bias": (2, {}),
-        "encoder bias": (2, dict(bias=1.0)),
+        "encoder bias (b = 0)": (2, dict(bias=0.0)),
         "encoder + output bias": (2, dict(bias=1.0, output_bias=0.0)),
         "paired units (K = 4)": (4, {}),
     }
@@ -140,7 +156,7 @@ def figure_relu_bias(out: Path, quick: bool = False) -> dict:
         finals[label] = {"theory": float(ode[-1]), "sgd": float(sims.mean(0)[-1])}
     _pca_lines(axs[0], pca, 2)
     axs[0].axhline(relu_level(cov, 2), color="C1", ls="-.", lw=0.8)
-    _style(axs[0], f"ReLU, spikes (3, 5), D = {D}, $\\eta$ = {eta}, from b = 1, c = 0 (theory dashed)")
+    _style(axs[0], f"ReLU, spikes (3, 5), D = {D}, $\\eta$ = {eta}, b + c from b = 1, c = 0 (theory dashed)")
     betas = np.linspace(-2.0, 4.0, 121)
     pts = np.array([-1.0, 0.0, 1.0, 2.0, 3.0])
     z = np.random.default_rng(0).standard_normal(200_000 if quick else 2_000_000)
