@@ -3,8 +3,9 @@ the PCA levels drawn (docs/workflows/figures.md). Each figure writes its data (J
 and returns its key numbers, which the tests assert at ``quick`` size.
 
 Figures (names): ``sequential`` (plateaus at PCA(1), PCA(2), ..., escape order by eigenvalue;
-linear and erf) and ``relu_bias`` (ReLU without bias, with an encoder bias, with encoder and
-output bias, paired units K = 2M; the one-unit fraction f(beta) of docs/theory.md §8).
+linear and erf), ``relu_bias`` (ReLU without bias, with an encoder bias, with encoder and
+output bias, paired units K = 2M; the one-unit fraction f(beta) of docs/theory.md §8) and
+``truncated`` (truncated vs vanilla: the overlap matrix with the principal components).
 """
 
 import io
@@ -183,9 +184,56 @@ def figure_relu_bias(out: Path, quick: bool = False) -> dict:
             "half_component_level": relu_level(cov, 2), "mc_output_bias": [float(x) for x in mc_c]}
 
 
+def _diagonality(mV):
+    """Overlap matrix O[k, j] = |cos(v^k, u_j)| over the leading K components, rows normalised, and
+    its diagonality sum_k O_kk^2 / sum_kj O_kj^2 (1: unit k is the k-th principal component)."""
+    O = np.abs(np.asarray(mV, np.float64))
+    O = O / np.maximum(np.linalg.norm(O, axis=-1, keepdims=True), 1e-300)
+    return O, float(np.sum(np.diagonal(O, axis1=-2, axis2=-1) ** 2, -1).mean() / np.sum(O**2, (-2, -1)).mean())
+
+
+def figure_truncated(out: Path, quick: bool = False) -> dict:
+    """Truncated vs vanilla SGD (linear, K = 3, spikes (1.5, 3, 6)): the same error curve, but only
+    the truncated rule makes unit k the k-th principal component (overlap matrix diagonal)."""
+    D, seeds, eta = (200, 2, 0.1) if quick else (1000, 5, 0.1)
+    t_max = 100.0 if quick else 200.0
+    cov = spiked_covariance(jax.random.key(1), D, (1.5, 3.0, 6.0))
+    K = 3
+    pca = np.asarray(cov.pca_errors(K), np.float64)
+    ts = np.geomspace(0.05, t_max, 30 if quick else 50)
+    net = init_autoencoder(jax.random.key(2), D, K, activation="linear", scale=0.1)
+    fig, axs = _axes(3)
+    data = {"D": D, "K": K, "eta": eta, "seeds": seeds, "t": ts, "pca": pca}
+    key = {}
+    for i, rule in enumerate(("vanilla", "truncated")):
+        tr = theory.solve(net, cov, lr=eta, ts=ts, rule=rule)
+        keys = jax.random.split(jax.random.key(1234), seeds)
+        run = jax.jit(jax.vmap(lambda k: simulate(net, cov, key=k, lr=eta, ts=ts, rule=rule, on_divergence="stop")))
+        sims_tr = run(keys)
+        sims = np.asarray(sims_tr.pmse, np.float64)
+        ode = np.asarray(tr.pmse)
+        O, d_th = _diagonality(np.asarray(tr.overlaps.m_V)[-1])
+        _, d_sgd = _diagonality(np.asarray(sims_tr.overlaps.m_V)[:, -1])
+        _curve(axs[0], ts, ode, sims, f"C{i}", rule)
+        im = axs[1 + i].imshow(O, vmin=0, vmax=1, cmap="viridis")
+        axs[1 + i].set_title(f"{rule}: |cos(v^k, u_j)|, diagonality {d_th:.2f} (SGD {d_sgd:.2f})", fontsize=8)
+        axs[1 + i].set_xlabel("principal component j")
+        axs[1 + i].set_ylabel("unit k")
+        data[rule] = {"theory": ode, "sgd": sims, "overlap_theory": O, "diagonality_theory": d_th,
+                      "diagonality_sgd": d_sgd}
+        key[rule] = {"diagonality_theory": d_th, "diagonality_sgd": d_sgd, "final_theory": float(ode[-1]),
+                     "final_sgd": float(sims.mean(0)[-1])}
+    fig.colorbar(im, ax=axs[2], fraction=0.046)
+    _pca_lines(axs[0], pca, K)
+    _style(axs[0], f"linear, K = {K}, D = {D}, $\\eta$ = {eta} (theory dashed)")
+    fig.tight_layout()
+    return {"files": _save(out, "truncated", fig, data), "pca": pca.tolist(), **key}
+
+
 FIGURES: dict[str, Callable[[Path, bool], dict]] = {
     "sequential": figure_sequential,
     "relu_bias": figure_relu_bias,
+    "truncated": figure_truncated,
 }
 
 

@@ -301,6 +301,7 @@ CLI = [
     (["compare", "--seeds", "0"], "--seeds"),
     (["compare", "--lr", "-2"], "--lr"),
     (["compare", "--rule", "sanger", "--tied"], "--rule"),
+    (["figures", "--only", "nonsense"], "--only"),
     (["finite-size", "--Ds", "a"], "--Ds"),
     (["finite-size", "--Ds", "1"], "--Ds"),
     (["finite-size", "--S", "-1"], "--S"),
