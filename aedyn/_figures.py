@@ -4,8 +4,9 @@ and returns its key numbers, which the tests assert at ``quick`` size.
 
 Figures (names): ``sequential`` (plateaus at PCA(1), PCA(2), ..., escape order by eigenvalue;
 linear and erf), ``relu_bias`` (ReLU without bias, with an encoder bias, with encoder and
-output bias, paired units K = 2M; the one-unit fraction f(beta) of docs/theory.md §8) and
-``truncated`` (truncated vs vanilla: the overlap matrix with the principal components).
+output bias, paired units K = 2M; the one-unit fraction f(beta) of docs/theory.md §8),
+``truncated`` (truncated vs vanilla: the overlap matrix with the principal components) and ``tied``
+(tied vs untied erf: the tied network ends at its analysed limit, above PCA).
 """
 
 import io
@@ -230,10 +231,43 @@ def figure_truncated(out: Path, quick: bool = False) -> dict:
     return {"files": _save(out, "truncated", fig, data), "pca": pca.tolist(), **key}
 
 
+def figure_tied(out: Path, quick: bool = False) -> dict:
+    """Tied vs untied erf (K = 2, spikes (3, 5)): the tied network ends at the minimum of pmse it
+    can reach (``analysis.long_time_limit`` from its final state), above PCA(2); the untied one
+    goes below it, approaching PCA(2) slowly."""
+    from ._analysis import long_time_limit
+
+    D, seeds, eta = (200, 2, 0.1) if quick else (1000, 5, 0.1)
+    t_max = 200.0 if quick else 500.0
+    cov = spiked_covariance(jax.random.key(1), D, (3.0, 5.0))
+    K = 2
+    pca = np.asarray(cov.pca_errors(K), np.float64)
+    ts = np.geomspace(0.05, t_max, 30 if quick else 50)
+    fig, axs = _axes(1)
+    data = {"D": D, "K": K, "eta": eta, "seeds": seeds, "t": ts, "pca": pca}
+    key = {}
+    for i, tied in enumerate((False, True)):
+        label = "tied" if tied else "untied"
+        net = init_autoencoder(jax.random.key(2), D, K, activation="erf", tied=tied, scale=1.0 if tied else 0.1)
+        tr = theory.solve(net, cov, lr=eta, ts=ts)
+        sims, _ = _sgd_seeds(net, cov, eta, ts, seeds)
+        ode = np.asarray(tr.pmse)
+        _curve(axs[0], ts, ode, sims, f"C{i}", label)
+        limit = float(long_time_limit(tr.state, cov)[0])
+        data[label] = {"theory": ode, "sgd": sims, "limit": limit}
+        key[label] = {"final_theory": float(ode[-1]), "final_sgd": float(sims.mean(0)[-1]), "limit": limit}
+    axs[0].axhline(key["tied"]["limit"], color="C1", ls="-.", lw=0.8)
+    _pca_lines(axs[0], pca, K)
+    _style(axs[0], f"erf, K = {K}, D = {D}, $\\eta$ = {eta}: tied vs untied (theory dashed; dash-dot: tied limit)")
+    fig.tight_layout()
+    return {"files": _save(out, "tied", fig, data), "pca": pca.tolist(), **key}
+
+
 FIGURES: dict[str, Callable[[Path, bool], dict]] = {
     "sequential": figure_sequential,
     "relu_bias": figure_relu_bias,
     "truncated": figure_truncated,
+    "tied": figure_tied,
 }
 
 
