@@ -13,6 +13,7 @@ any bias) uses Gauss–Hermite quadrature, which is differentiable and vmappable
 
 import functools
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
@@ -69,6 +70,26 @@ def mean_slope(
     mu = jnp.zeros_like(q) if b is None else b
     lam = mu[:, None] + _safe_sqrt(q)[:, None] * z[None, :]
     return act.derivative(lam) @ w
+
+
+def mean_value(
+    act: Activation, Q: Float[Array, "K K"], b: Float[Array, " K"] | None = None, nodes: int = NODES
+) -> Float[Array, " K"]:
+    """m_k = E[g(lambda^k)], lambda^k ~ N(b_k, Q_kk) (enters the error only with an output bias)."""
+    q = jnp.diagonal(Q)
+    mu = jnp.zeros_like(q) if b is None else b
+    if act.name == "linear":
+        return mu
+    if act.name == "erf":
+        return jax.scipy.special.erf(mu / jnp.sqrt(2.0 * (1.0 + q)))
+    if act.name == "relu":
+        from jax.scipy.stats import norm
+
+        sd = jnp.sqrt(jnp.maximum(q, jnp.finfo(Q.dtype).tiny))
+        return mu * norm.cdf(mu / sd) + sd * norm.pdf(mu / sd)
+    z, w = _nodes(nodes, Q.dtype)
+    lam = mu[:, None] + _safe_sqrt(q)[:, None] * z[None, :]
+    return act(lam) @ w
 
 
 def _gram_quadrature(act, Q, b, nodes):

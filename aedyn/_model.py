@@ -1,4 +1,4 @@
-"""The shallow autoencoder xhat = sum_k v^k g(w^k . x / sqrt(D) + b^k) (docs/theory.md §1–2)."""
+"""The shallow autoencoder xhat = sum_k v^k g(w^k . x / sqrt(D) + b^k) + c (docs/theory.md §1–2)."""
 
 from collections.abc import Callable
 
@@ -23,6 +23,7 @@ class AutoEncoder(eqx.Module):
         V: (K, D) decoder vectors, row k = v^k; ``None`` for tied weights, where the decoder is
             sqrt(D) W (docs/theory.md §1, "tied": |w^k| = O(1), entries O(1/sqrt(D))).
         b: (K,) trained encoder bias, or ``None`` for no bias.
+        c: (D,) trained output (decoder) bias, or ``None`` for none; |c| = O(sqrt(D)) (entries O(1)).
         activation: the activation g (static).
         tied: whether the decoder is tied to the encoder (static).
     """
@@ -30,6 +31,7 @@ class AutoEncoder(eqx.Module):
     W: Float[Array, "K D"]
     V: Float[Array, "K D"] | None
     b: Float[Array, " K"] | None
+    c: Float[Array, " D"] | None
     activation: Activation = eqx.field(static=True)
     tied: bool = eqx.field(static=True)
 
@@ -40,18 +42,20 @@ class AutoEncoder(eqx.Module):
         activation: str | Callable | Activation = "erf",
         b: Float[ArrayLike, " K"] | None = None,
         tied: bool = False,
+        c: Float[ArrayLike, " D"] | None = None,
     ):
-        for name, x in (("W", W), ("V", V), ("b", b)):
+        for name, x in (("W", W), ("V", V), ("b", b), ("c", c)):
             if isinstance(x, (str, bytes)):
                 raise TypeError(f"{name}: expected an array, got {type(x).__name__}")
         self.W = jnp.asarray(W)
         self.V = None if V is None else jnp.asarray(V)
         self.b = None if b is None else jnp.asarray(b, self.W.dtype)
+        self.c = None if c is None else jnp.asarray(c, self.W.dtype)
         self.activation = get_activation(activation)
         self.tied = bool(tied)
 
     def __check_init__(self):
-        W, V, b = self.W, self.V, self.b
+        W, V, b, c = self.W, self.V, self.b, self.c
         if W.ndim != 2:
             raise ValueError(f"W: expected the encoder as a (K, D) array, got shape {W.shape}")
         if not jnp.issubdtype(W.dtype, jnp.floating):
@@ -70,7 +74,9 @@ class AutoEncoder(eqx.Module):
                 raise TypeError(f"V: dtype {V.dtype} differs from W's {W.dtype}")
         if b is not None and b.shape != (K,):
             raise ValueError(f"b: expected the bias as a ({K},) array, got shape {b.shape}")
-        for name, x in (("W", W), ("V", V), ("b", b)):
+        if c is not None and c.shape != (D,):
+            raise ValueError(f"c: expected the output bias as a ({D},) array, got shape {c.shape}")
+        for name, x in (("W", W), ("V", V), ("b", b), ("c", c)):
             if x is not None and is_concrete(x) and not bool(np.all(np.isfinite(np.asarray(x)))):
                 raise ValueError(f"{name}: the network's weights contain non-finite values (NaN or inf)")
 
@@ -95,7 +101,8 @@ class AutoEncoder(eqx.Module):
 
     def __call__(self, x: Float[Array, " D"]) -> Float[Array, " D"]:
         """The reconstruction xhat of one input x (D,)."""
-        return self.activation(self.preactivations(x)) @ self.decoder
+        xhat = self.activation(self.preactivations(x)) @ self.decoder
+        return xhat if self.c is None else xhat + self.c
 
     def loss(self, x: Float[Array, " D"]) -> Float[Array, ""]:
         """Per-sample loss l = |x - xhat|^2 / 2."""
@@ -112,11 +119,14 @@ def init_autoencoder(
     scale: float | Float[ArrayLike, ""] = INIT_SCALE,
     tied: bool = False,
     bias: float | None = None,
+    output_bias: float | None = None,
     dtype=jnp.float32,
 ) -> AutoEncoder:
     """A random autoencoder: W, V entries N(0, scale^2) (tied: N(0, scale^2 / D), docs/theory.md §1).
 
-    ``bias=None`` means no bias; a number means a trained bias starting at that value. The weights
+    ``bias=None`` means no encoder bias; a number means a trained bias b starting at that value.
+    ``output_bias=None`` means no output bias; a number means a trained output bias c (D,) with
+    every entry starting at that value (docs/theory.md, "Output bias"). The weights
     are drawn in float64 (float32 when JAX's x64 is off) and cast to ``dtype``, so that one key
     gives the same initial network in every dtype.
     """
@@ -128,6 +138,8 @@ def init_autoencoder(
     check_number(scale, "scale", lo=0.0)
     if bias is not None:
         check_number(bias, "bias")
+    if output_bias is not None:
+        check_number(output_bias, "output_bias")
     if not jnp.issubdtype(jnp.dtype(dtype), jnp.floating):
         raise TypeError(f"dtype: expected a floating-point dtype (float32 or float64), got {dtype}")
     kw, kv = jax.random.split(key)
@@ -142,13 +154,15 @@ def init_autoencoder(
         W = (scale * jax.random.normal(kw, (K, D), hi)).astype(dtype)
         V = (scale * jax.random.normal(kv, (K, D), hi)).astype(dtype)
     b = None if bias is None else jnp.full((K,), bias, dtype)
-    return AutoEncoder(W, V, activation, b, tied)
+    c = None if output_bias is None else jnp.full((D,), output_bias, dtype)
+    return AutoEncoder(W, V, activation, b, tied, c)
 
 
 class Overlaps(eqx.Module):
     """Macroscopic order parameters of a network (docs/theory.md §2), each K x K (leading axes allowed).
 
     ``m_W[k, j]`` / ``m_V[k, j]``: cosine between w^k (v^k) and the j-th principal component.
+    ``C[k]`` = v^k . c / D and ``c2`` = |c|^2 / D: the output bias's overlaps (zero without one).
     """
 
     Q: Float[Array, "*t K K"]
@@ -157,6 +171,8 @@ class Overlaps(eqx.Module):
     T0: Float[Array, "*t K K"]
     m_W: Float[Array, "*t K P"]
     m_V: Float[Array, "*t K P"]
+    C: Float[Array, "*t K"]
+    c2: Float[Array, "*t"]
 
 
 def _check_pair(net: AutoEncoder, cov: Covariance):
@@ -170,11 +186,13 @@ def _check_pair(net: AutoEncoder, cov: Covariance):
 
 def _factors(net: AutoEncoder, cov: Covariance):
     dtype = net.W.dtype
-    return network_factors(net.W, net.decoder, cov.eigvecs.astype(dtype), cov.n_bulk)
+    wt, vs, M, _ = network_factors(net.W, net.decoder, cov.eigvecs.astype(dtype), cov.n_bulk)
+    return wt, vs, M
 
 
 def overlaps(net: AutoEncoder, cov: Covariance) -> Overlaps:
-    """Order parameters Q, R, T, T0 and the cosine overlaps with the leading K PCs."""
+    """Order parameters Q, R, T, T0, the cosine overlaps with the leading K PCs and the output bias's
+    overlaps C, c2."""
     _check_pair(net, cov)
     dtype = net.W.dtype
     wt, vs, M = _factors(net, cov)
@@ -184,7 +202,12 @@ def overlaps(net: AutoEncoder, cov: Covariance) -> Overlaps:
     vnorm = jnp.linalg.norm(net.decoder, axis=1, keepdims=True) / jnp.sqrt(jnp.asarray(net.D, dtype))
     m_W = wt[:, :P] / jnp.where(wnorm > 0, wnorm, 1)
     m_V = vs[:, :P] / jnp.where(vnorm > 0, vnorm, 1)
-    return Overlaps(Q, R, T, T0, m_W, m_V)
+    if net.c is None:
+        C, c2 = jnp.zeros((net.K,), dtype), jnp.zeros((), dtype)
+    else:
+        D = jnp.asarray(net.D, dtype)
+        C, c2 = net.decoder @ net.c / D, net.c @ net.c / D
+    return Overlaps(Q, R, T, T0, m_W, m_V, C, c2)
 
 
 def pmse(net: AutoEncoder, cov: Covariance) -> Float[Array, ""]:
@@ -192,7 +215,8 @@ def pmse(net: AutoEncoder, cov: Covariance) -> Float[Array, ""]:
     _check_pair(net, cov)
     dtype = net.W.dtype
     ov = overlaps(net, cov)
-    return pmse_from_overlaps(net.activation, cov.trace.astype(dtype), net.D, ov.Q, ov.R, ov.T0, net.b)
+    C, c2 = (None, None) if net.c is None else (ov.C, ov.c2)
+    return pmse_from_overlaps(net.activation, cov.trace.astype(dtype), net.D, ov.Q, ov.R, ov.T0, net.b, C=C, c2=c2)
 
 
 def pmse_mc(net: AutoEncoder, samples: Float[ArrayLike, "n D"]) -> tuple[Float[Array, ""], Float[Array, ""]]:

@@ -235,7 +235,7 @@ def simulate(
             its held-out samples is recorded too), or an array of samples (n, D) (drawn with
             replacement; outside a trace).
         key: PRNG key; the same key gives the same numbers on the same platform.
-        lr: eta for all weights, or a mapping with keys "W", "V", "b".
+        lr: eta for all weights, or a mapping with keys "W", "V", "b", "c".
         ts: (n,) increasing times t = steps / D (default: 100 log-spaced times from 0.01 to
             100), rounded to whole steps (the trajectory's ``ts`` are the times recorded); a
             positive time below one step (1/D) is an error.
@@ -264,7 +264,7 @@ def simulate(
     chunk = check_int(chunk, "chunk", lo=1)
     key = check_key(key)
     check_weight_decay(weight_decay, net.D)
-    for name in ("W", "V", "b"):
+    for name in ("W", "V", "b", "c"):
         x = getattr(net, name)
         if x is not None and is_concrete(x) and not bool(np.all(np.isfinite(np.asarray(x)))):
             raise ValueError(f"net: the initial network's {name} contains non-finite values")
@@ -279,7 +279,8 @@ def simulate(
     kind = ("covariance" if isinstance(data, Covariance) else
             data.describe() if isinstance(data, Dataset) else f"samples{tuple(data_arr.samples.shape)}")
     info = {"kind": "simulation", "D": D, "K": net.K, "activation": net.activation.name, "rule": rule,
-            "tied": net.tied, "bias": net.b is not None, "dtype": str(jnp.dtype(dtype)), "block": block,
+            "tied": net.tied, "bias": net.b is not None,
+            "output_bias": net.c is not None, "dtype": str(jnp.dtype(dtype)), "block": block,
             "data": kind}
     traced = not is_concrete(net, data_arr, cov, lrs, wd, key, steps)
     if traced:
@@ -291,7 +292,8 @@ def simulate(
                                            checkpoint, info)
     traj = Trajectory(
         ts=jnp.asarray(steps, dtype) / D, pmse=pm, overlaps=ov, net=net, pca=cov.pca_errors(net.K),
-        params={"lr_W": lrs.W, "lr_V": lrs.V, "lr_b": lrs.b, "weight_decay": wd, "key": key_data(key)},
+        params={"lr_W": lrs.W, "lr_V": lrs.V, "lr_b": lrs.b, "lr_c": lrs.c, "weight_decay": wd,
+                "key": key_data(key)},
         stats={"steps": n, "diverged_step": div}, info=tuple(info.items()), pmse_heldout=ho,
     )
     if on_divergence == "raise":
@@ -372,7 +374,7 @@ def _run_fields(net, data, cov, key, lrs, wd, steps, rule, block, info):
         "covariance": fingerprint([np.asarray(cov.eigvals), np.asarray(cov.eigvecs), np.asarray(cov.bulk)]),
         "samples": fingerprint(samples),
         "rule": rule,
-        "learning rates": fingerprint([np.asarray(lrs.W), np.asarray(lrs.V), np.asarray(lrs.b)]),
+        "learning rates": fingerprint([np.asarray(lrs.W), np.asarray(lrs.V), np.asarray(lrs.b), np.asarray(lrs.c)]),
         "weight decay": fingerprint(np.asarray(wd)),
         "key": fingerprint(np.asarray(key_data(key))),
         "dtype": info["dtype"],
@@ -391,7 +393,7 @@ def _save_checkpoint(path, net, n, div, chunks_done, pm, ovs, fields, hos=()):
     }
     if hos:
         arrays["pmse_heldout"] = np.concatenate(hos)
-    for name in ("W", "V", "b"):
+    for name in ("W", "V", "b", "c"):
         if getattr(net, name) is not None:
             arrays[name] = np.asarray(getattr(net, name))
     for f in Overlaps.__dataclass_fields__:
@@ -413,7 +415,8 @@ def _load_checkpoint(path, net, fields):
             "remove it or choose another file"
         )
     try:
-        new = [jnp.asarray(saved[name], net.W.dtype) for name in ("W", "V", "b") if getattr(net, name) is not None]
+        new = [jnp.asarray(saved[name], net.W.dtype) for name in ("W", "V", "b", "c")
+               if getattr(net, name) is not None]
         net = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(net), new)
         ov = Overlaps(*(jnp.asarray(saved["ov_" + f]) for f in Overlaps.__dataclass_fields__))
         hos = [saved["pmse_heldout"]] if "pmse_heldout" in saved else []

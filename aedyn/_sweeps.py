@@ -1,7 +1,7 @@
 """Sweeps: ``vmap`` of :func:`aedyn.theory.solve` and :func:`aedyn.simulate` over a grid or a list of
 configurations, plus what a sweep adds: named axes, sharding, resumable chunks, flags, a table.
 
-Parameters (axis names): ``lr`` or ``lr_W``, ``lr_V``, ``lr_b``; ``seed``; ``init_scale``;
+Parameters (axis names): ``lr`` or ``lr_W``, ``lr_V``, ``lr_b``, ``lr_c`` (output bias); ``seed``; ``init_scale``;
 ``weight_decay``; ``rho`` (the explicit eigenvalues, a vector of length N per value; eigenvectors
 and bulk stay those of ``cov``); ``K`` (one group per value). A seed gives
 ``k_net, k_data = jax.random.split(jax.random.key(seed))``: SGD starts from
@@ -30,7 +30,7 @@ from jax.sharding import PartitionSpec
 
 from . import theory
 from ._activations import get_activation
-from ._checks import check_int, check_times, require_x64
+from ._checks import check_int, check_number, check_times, require_x64
 from ._data import Covariance
 from ._defaults import ATOL, BLOCK, INIT_SCALE, LR, MAX_STEPS, RTOL, log_times
 from ._io import atomic_write, npz_bytes, run_folder
@@ -39,7 +39,7 @@ from ._model import init_autoencoder
 from ._simulate import _record_steps, simulate
 
 #: The parameters a sweep can vary (besides ``K``).
-PARAMETERS = ("lr", "lr_W", "lr_V", "lr_b", "seed", "init_scale", "weight_decay", "rho")
+PARAMETERS = ("lr", "lr_W", "lr_V", "lr_b", "lr_c", "seed", "init_scale", "weight_decay", "rho")
 _DEFAULTS = {"lr": LR, "seed": 0, "init_scale": INIT_SCALE, "weight_decay": 0.0}
 STATUS = ("ok", "num_steps", "implicit", "regime")  # of a theory sweep
 
@@ -149,12 +149,13 @@ def _expand(grid, configs, base, N: int, rho0):
         if not rows:
             raise ValueError("configs: the list of configurations is empty")
         axes, coords, shape = ("config",), {"config": np.arange(len(rows))}, (len(rows),)
-    flat = {name: np.empty(len(rows)) for name in ("lr_W", "lr_V", "lr_b", "seed", "init_scale", "weight_decay")}
+    names = ("lr_W", "lr_V", "lr_b", "lr_c", "seed", "init_scale", "weight_decay")
+    flat = {name: np.empty(len(rows)) for name in names}
     flat["rho"] = np.empty((len(rows), N))
     for i, r in enumerate(rows):
         c = {**base, **r}
-        for name in ("lr_W", "lr_V", "lr_b", "seed", "init_scale", "weight_decay"):
-            flat[name][i] = c.get(name, c["lr"])  # lr_W, lr_V, lr_b default to lr
+        for name in names:
+            flat[name][i] = c.get(name, c["lr"])  # lr_W, lr_V, lr_b, lr_c default to lr
         rho = np.asarray(c.get("rho", rho0), np.float64).reshape(-1)
         if rho.shape != (N,):
             raise ValueError(f"configuration {i}: rho must have N = {N} eigenvalues, got {rho.shape}")
@@ -175,14 +176,14 @@ class _Run(eqx.Module):
     kind: str
     D: int
     K: int
-    net_kw: tuple  # activation, bias, dtype of the initial network
+    net_kw: tuple  # activation, bias, output_bias, dtype of the initial network
     kw: tuple  # keyword arguments of theory.solve or simulate
 
     def __call__(self, p, shared):
         k_net, k_data = seed_keys(p["seed"])
         cov = Covariance(p["rho"], shared["U"], shared["bulk"])
         dt = shared["U"].dtype
-        common = dict(lr={w: p[f"lr_{w}"].astype(dt) for w in "WVb"}, ts=shared["ts"],
+        common = dict(lr={w: p[f"lr_{w}"].astype(dt) for w in "WVbc"}, ts=shared["ts"],
                       weight_decay=p["weight_decay"].astype(dt), **dict(self.kw))
         if self.kind == "theory":
             net = init_autoencoder(k_net, self.D, self.K, scale=1.0, **dict(self.net_kw))
@@ -278,7 +279,8 @@ def _sweep(kind, cov, K, grid, configs, base, ts, net_kw, kw, settings, devices,
 
 def sweep_theory(cov: Covariance, *, K: int = 2, grid: Mapping[str, Any] | None = None,
                  configs: Sequence[Mapping[str, Any]] | None = None, base: Mapping[str, Any] | None = None, ts=None,
-                 activation="erf", bias: float | None = None, rule: str = "vanilla", method: str = "auto",
+                 activation="erf", bias: float | None = None, output_bias: float | None = None,
+                 rule: str = "vanilla", method: str = "auto",
                  solver=None, rtol: float = RTOL, atol: float = ATOL, max_steps: int = MAX_STEPS, devices=None,
                  chunk_size: int | None = None, out: str | os.PathLike | None = None, progress: bool = False,
                  callback: Callable[[int, int], None] | None = None) -> SweepResult:
@@ -299,19 +301,28 @@ def sweep_theory(cov: Covariance, *, K: int = 2, grid: Mapping[str, Any] | None 
     act = get_activation(activation)
     if rule not in ("vanilla", "truncated"):
         raise ValueError(f"rule: the theory covers 'vanilla' and 'truncated', got {rule!r}")
-    kw = dict(rule=rule, method=theory.resolve_method(method, act, False, bias is not None), solver=solver,
+    for name, v in (("bias", bias), ("output_bias", output_bias)):
+        if v is not None:
+            check_number(v, name)
+    has_bias = bias is not None or output_bias is not None
+    kw = dict(rule=rule, method=theory.resolve_method(method, act, False, has_bias), solver=solver,
               rtol=rtol, atol=atol, max_steps=check_int(max_steps, "max_steps", lo=1))
-    probe = theory.init_state(initial_network(0, cov.dim, min(check_int(K, "K", lo=1), cov.dim), bias=bias), cov)
-    stiff = None if solver is not None or max_steps <= theory.EXPLICIT_STEPS else theory.stiff_solver(probe, **{k: kw[k] for k in ('rule', 'method', 'rtol', 'atol')})
-    settings = {"activation": act.name, "bias": bias, **kw, "solver": type(solver or theory.default_solver()).__name__,
+    probe = theory.init_state(initial_network(0, cov.dim, min(check_int(K, "K", lo=1), cov.dim), bias=bias,
+                                              output_bias=output_bias), cov)
+    stiff = None if solver is not None or max_steps <= theory.EXPLICIT_STEPS else theory.stiff_solver(
+        probe, **{k: kw[k] for k in ("rule", "method", "rtol", "atol")})
+    settings = {"activation": act.name, "bias": bias, "output_bias": output_bias, **kw,
+                "solver": type(solver or theory.default_solver()).__name__,
                 "stiff_solver": None if stiff is None else type(stiff).__name__}
-    return _sweep("theory", cov, K, grid, configs, base, ts, dict(activation=act, bias=bias, dtype=jnp.float64), kw,
+    net_kw = dict(activation=act, bias=bias, output_bias=output_bias, dtype=jnp.float64)
+    return _sweep("theory", cov, K, grid, configs, base, ts, net_kw, kw,
                   settings, devices, chunk_size, out, progress, callback)
 
 
 def sweep_simulation(cov: Covariance, *, K: int = 2, grid: Mapping[str, Any] | None = None,
                      configs: Sequence[Mapping[str, Any]] | None = None, base: Mapping[str, Any] | None = None,
-                     ts=None, activation="erf", bias: float | None = None, rule: str = "vanilla", dtype=jnp.float32,
+                     ts=None, activation="erf", bias: float | None = None, output_bias: float | None = None,
+                     rule: str = "vanilla", dtype=jnp.float32,
                      block: int = BLOCK, devices=None, chunk_size: int | None = None,
                      out: str | os.PathLike | None = None, progress: bool = False,
                      callback: Callable[[int, int], None] | None = None) -> SweepResult:
@@ -330,6 +341,11 @@ def sweep_simulation(cov: Covariance, *, K: int = 2, grid: Mapping[str, Any] | N
     if rule not in ("vanilla", "truncated"):
         raise ValueError(f"rule: sweeps cover untied networks ('vanilla', 'truncated'), got {rule!r}")
     kw = dict(rule=rule, block=check_int(block, "block", lo=1))
-    return _sweep("simulation", cov, K, grid, configs, base, ts, dict(activation=act, bias=bias, dtype=dtype), kw,
-                  {"activation": act.name, "bias": bias, "dtype": dtype.name, **kw}, devices, chunk_size, out,
+    for name, v in (("bias", bias), ("output_bias", output_bias)):
+        if v is not None:
+            check_number(v, name)
+    net_kw = dict(activation=act, bias=bias, output_bias=output_bias, dtype=dtype)
+    return _sweep("simulation", cov, K, grid, configs, base, ts, net_kw, kw,
+                  {"activation": act.name, "bias": bias, "output_bias": output_bias, "dtype": dtype.name, **kw},
+                  devices, chunk_size, out,
                   progress, callback)

@@ -30,7 +30,7 @@ class Trajectory(eqx.Module):
         state: the final theory state (theory), or ``None`` (simulation).
         pca: (K + 1,) PCA errors of 0..K components, the reference levels.
         params: the numbers that made the run, as arrays: learning rates ``lr_W``, ``lr_V``,
-            ``lr_b``, ``weight_decay``, and ``init_scale`` (theory) or the PRNG ``key`` (simulation).
+            ``lr_b``, ``lr_c``, ``weight_decay``, and ``init_scale`` (theory) or the PRNG ``key`` (simulation).
         stats: arrays about the run. Theory: ``num_steps``, ``successful``, ``max_steps_reached``,
             ``implicit`` (the stiff remainder ran implicitly). Simulation: ``steps`` done and
             ``diverged_step`` (-1 when the run did not diverge).
@@ -53,13 +53,16 @@ class Trajectory(eqx.Module):
     @property
     def config(self) -> dict:
         """The configuration as plain Python values: the static settings, plus (outside a trace)
-        ``lr`` ({"W", "V", "b"}), ``weight_decay``, ``init_scale`` or ``key``, and the stats."""
+        ``lr`` ({"W", "V", "b", "c"}), ``weight_decay``, ``init_scale`` or ``key``, and the stats."""
         out = dict(self.info)
         if not is_concrete(self.params, self.stats):
             return out
         p = {k: _plain(v) for k, v in self.params.items()}
         if "lr_W" in p:
             out["lr"] = {"W": p.pop("lr_W"), "V": p.pop("lr_V"), "b": p.pop("lr_b")}
+            lr_c = p.pop("lr_c", None)
+            if out.get("output_bias"):
+                out["lr"]["c"] = lr_c
         out.update(p)
         st = {k: _plain(v) for k, v in self.stats.items()}
         out.update(st)

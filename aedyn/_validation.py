@@ -48,7 +48,7 @@ def one_step_check(
 
     m = jax.jit(stats)(X)
     out = {}
-    for name in ("wt", "vs", "M", "b"):
+    for name in ("wt", "vs", "M", "b", "c"):
         p = getattr(pred, name)
         if p is None:
             continue

@@ -7,4 +7,6 @@ from ._analysis import (
     long_time_limit as long_time_limit,
     pca_gap as pca_gap,
     plateau_levels as plateau_levels,
+    relu_fraction as relu_fraction,
+    relu_level as relu_level,
 )

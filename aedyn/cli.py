@@ -4,6 +4,7 @@
     aedyn simulate [options]        one SGD run (optionally with the theory) of any configuration
     aedyn compare [options]         SGD over several seeds (mean +- spread) against the theory
     aedyn universality [options]    real data: theory vs SGD on the images vs SGD on Gaussian samples
+    aedyn figures [--out DIR]       one figure per phenomenon of the paper, with its data
 """
 
 import json
@@ -66,10 +67,13 @@ ACTIVATION = typer.Option(ActivationName.erf, "--activation", "-a", help="Activa
 RULE = typer.Option(RuleName.vanilla, "--rule", help="Learning rule (sanger needs --tied).")
 TIED = typer.Option(False, "--tied/--untied", help="Tie the decoder to the encoder (decoder = sqrt(D) W).")
 BIAS = typer.Option(None, "--bias", help="Train an encoder bias starting at this value (default: no bias).")
+OUTPUT_BIAS = typer.Option(None, "--output-bias", help="Train an output (decoder) bias c, every entry starting at "
+                           "this value (default: no output bias).")
 LR = typer.Option(0.1, "--lr", help="Learning rate eta for all weights.")
 LR_W = typer.Option(None, "--lr-W", help="Encoder learning rate eta_W (default --lr).")
 LR_V = typer.Option(None, "--lr-V", help="Decoder learning rate eta_V (default --lr).")
 LR_B = typer.Option(None, "--lr-b", help="Bias learning rate eta_b (default --lr).")
+LR_C = typer.Option(None, "--lr-c", help="Output-bias learning rate eta_c (default --lr).")
 WD = typer.Option(0.0, "--weight-decay", help="Weight decay kappa (per unit of t).")
 SCALE = typer.Option(0.1, "--scale", help="Initial weight scale (entries N(0, scale^2)).")
 T_MAX = typer.Option(100.0, "--t-max", help="Final time t = steps / D.")
@@ -95,7 +99,8 @@ def _parse_strengths(text: str) -> list[float]:
     return values
 
 
-def _check_common(D, K, strengths, lr, lr_W, lr_V, lr_b, weight_decay, scale, t_max, n_times, noise=1.0):
+def _check_common(D, K, strengths, lr, lr_W, lr_V, lr_b, weight_decay, scale, t_max, n_times, noise=1.0, lr_c=None,
+                  bias=None, output_bias=None):
     if D < 1:
         _fail(f"D must be a positive integer, got {D}", "--D")
     if K < 1:
@@ -104,9 +109,12 @@ def _check_common(D, K, strengths, lr, lr_W, lr_V, lr_b, weight_decay, scale, t_
         _fail(f"K = {K} hidden units exceed the input dimension D = {D}", "--K")
     if len(strengths) > D:
         _fail(f"{len(strengths)} spikes do not fit in D = {D} dimensions", "--strengths")
-    for name, v in (("--lr", lr), ("--lr-W", lr_W), ("--lr-V", lr_V), ("--lr-b", lr_b)):
+    for name, v in (("--lr", lr), ("--lr-W", lr_W), ("--lr-V", lr_V), ("--lr-b", lr_b), ("--lr-c", lr_c)):
         if v is not None and (not math.isfinite(v) or v < 0):
             _fail(f"learning rates must be finite and >= 0, got {v}", name)
+    for name, v in (("--bias", bias), ("--output-bias", output_bias)):
+        if v is not None and not math.isfinite(v):
+            _fail(f"the initial bias must be finite, got {v}", name)
     if not math.isfinite(weight_decay) or weight_decay < 0 or weight_decay >= D:
         _fail(f"weight decay must be finite, >= 0 and below D = {D} (each step multiplies the weights by "
               f"1 - kappa / D), got {weight_decay}", "--weight-decay")
@@ -133,13 +141,16 @@ def _times(t_max: float, n_times: int, D: int):
     return steps / D
 
 
-def _lr(lr, lr_W, lr_V, lr_b):
-    if lr_W is None and lr_V is None and lr_b is None:
+def _lr(lr, lr_W, lr_V, lr_b, lr_c=None):
+    if lr_W is None and lr_V is None and lr_b is None and lr_c is None:
         return lr
-    return {"W": lr if lr_W is None else lr_W, "V": lr if lr_V is None else lr_V, "b": lr if lr_b is None else lr_b}
+    rates = {"W": lr if lr_W is None else lr_W, "V": lr if lr_V is None else lr_V, "b": lr if lr_b is None else lr_b}
+    if lr_c is not None:
+        rates["c"] = lr_c
+    return rates
 
 
-def _setup(D, K, strengths, noise, directions, activation, tied, bias, scale, seed, dtype):
+def _setup(D, K, strengths, noise, directions, activation, tied, bias, scale, seed, dtype, output_bias=None):
     """The covariance and initial network of a run, from the seed (shared by every command)."""
     import jax
     import jax.numpy as jnp
@@ -151,7 +162,7 @@ def _setup(D, K, strengths, noise, directions, activation, tied, bias, scale, se
     k_cov, k_net, k_sgd = jax.random.split(jax.random.key(seed), 3)
     cov = aedyn.spiked_covariance(k_cov, D, strengths, noise=noise, directions=directions)
     net = aedyn.init_autoencoder(
-        k_net, D, K, activation=activation, scale=scale, tied=tied, bias=bias,
+        k_net, D, K, activation=activation, scale=scale, tied=tied, bias=bias, output_bias=output_bias,
         dtype=jnp.float32 if dtype == "float32" else jnp.float64,
     )
     return cov, net, k_sgd
@@ -259,7 +270,7 @@ def _interrupted():
 
 def _run(
     *, D, K, strengths, noise, directions, activation, rule, tied, bias, lr, weight_decay, scale, t_max,
-    n_times, seed, dtype, out, theory, progress, prefix, title,
+    n_times, seed, dtype, out, theory, progress, prefix, title, output_bias=None,
 ):
     import numpy as np
 
@@ -269,7 +280,8 @@ def _run(
         _fail("the theory covers the vanilla and truncated rules; use --no-theory with --rule sanger", "--rule")
     if rule == "sanger" and not tied:
         _fail("Sanger's rule is defined for tied networks; add --tied", "--rule")
-    cov, net, key = _setup(D, K, strengths, noise, directions, activation, tied, bias, scale, seed, dtype)
+    cov, net, key = _setup(D, K, strengths, noise, directions, activation, tied, bias, scale, seed, dtype,
+                           output_bias)
     ts = _times(t_max, n_times, D)
     typer.echo(f"Simulating SGD: D={D}, K={K}, strengths={strengths}, {activation}, rule={rule}, "
                f"lr={lr}, t_max={t_max:g} ({int(round(t_max * D)):,} steps)")
@@ -338,10 +350,12 @@ def simulate(
     rule: RuleName = RULE,
     tied: bool = TIED,
     bias: Optional[float] = BIAS,
+    output_bias: Optional[float] = OUTPUT_BIAS,
     lr: float = LR,
     lr_W: Optional[float] = LR_W,
     lr_V: Optional[float] = LR_V,
     lr_b: Optional[float] = LR_B,
+    lr_c: Optional[float] = LR_C,
     weight_decay: float = WD,
     scale: float = SCALE,
     t_max: float = T_MAX,
@@ -354,11 +368,12 @@ def simulate(
 ):
     """Simulate online SGD on the spiked model; write pmse.png, simulation.csv and simulation.json."""
     s = _parse_strengths(strengths)
-    _check_common(D, K, s, lr, lr_W, lr_V, lr_b, weight_decay, scale, t_max, n_times, noise)
+    _check_common(D, K, s, lr, lr_W, lr_V, lr_b, weight_decay, scale, t_max, n_times, noise, lr_c, bias, output_bias)
     folder = _out_dir(out, "aedyn-simulate")
     _run(
         D=D, K=K, strengths=s, noise=noise, directions=directions.value, activation=activation.value,
-        rule=rule.value, tied=tied, bias=bias, lr=_lr(lr, lr_W, lr_V, lr_b), weight_decay=weight_decay,
+        rule=rule.value, tied=tied, bias=bias, output_bias=output_bias, lr=_lr(lr, lr_W, lr_V, lr_b, lr_c),
+        weight_decay=weight_decay,
         scale=scale, t_max=t_max, n_times=n_times, seed=seed, dtype=dtype.value, out=folder, theory=theory,
         progress=progress, prefix="",
         title=f"D={D}, K={K}, strengths {tuple(s)}, {activation.value}, {rule.value}",
@@ -377,10 +392,12 @@ def compare(
     rule: RuleName = RULE,
     tied: bool = TIED,
     bias: Optional[float] = BIAS,
+    output_bias: Optional[float] = OUTPUT_BIAS,
     lr: float = LR,
     lr_W: Optional[float] = LR_W,
     lr_V: Optional[float] = LR_V,
     lr_b: Optional[float] = LR_B,
+    lr_c: Optional[float] = LR_C,
     weight_decay: float = WD,
     scale: float = SCALE,
     t_max: float = T_MAX,
@@ -398,14 +415,15 @@ def compare(
     import aedyn
 
     s = _parse_strengths(strengths)
-    _check_common(D, K, s, lr, lr_W, lr_V, lr_b, weight_decay, scale, t_max, n_times, noise)
+    _check_common(D, K, s, lr, lr_W, lr_V, lr_b, weight_decay, scale, t_max, n_times, noise, lr_c, bias, output_bias)
     if seeds < 1:
         _fail(f"at least one seed is needed, got {seeds}", "--seeds")
     if rule == RuleName.sanger:
         _fail("the theory covers the vanilla and truncated rules, not sanger", "--rule")
     folder = _out_dir(out, "aedyn-compare")
-    cov, net, key = _setup(D, K, s, noise, directions.value, activation.value, tied, bias, scale, seed, dtype.value)
-    rates = _lr(lr, lr_W, lr_V, lr_b)
+    cov, net, key = _setup(D, K, s, noise, directions.value, activation.value, tied, bias, scale, seed, dtype.value,
+                           output_bias)
+    rates = _lr(lr, lr_W, lr_V, lr_b, lr_c)
     ts = _times(t_max, n_times, D)
     runs = []
     for i in range(seeds):
@@ -561,6 +579,33 @@ def universality(
     typer.echo("Wrote:")
     for p in paths:
         typer.echo(f"  {p}")
+
+
+@app.command()
+@_library_errors
+def figures(
+    out: Path = typer.Option(Path("docs/figures"), "--out", help="Folder for the PNGs and their data (JSON)."),
+    quick: bool = typer.Option(False, "--quick", help="Small sizes (D, seeds, horizons): minutes, not tens."),
+    only: Optional[str] = typer.Option(None, "--only", help="Comma-separated figure names (default: all)."),
+):
+    """One figure per phenomenon of the paper (SGD and theory on the same axes, PCA levels drawn),
+    each with its data beside it: sequential learning; ReLU and the biases; truncated vs vanilla; tied vs untied."""
+    from ._figures import FIGURES, make_figures
+
+    names = None
+    if only is not None:
+        names = [n for n in only.replace(" ", "").split(",") if n]
+        bad = [n for n in names if n not in FIGURES]
+        if bad or not names:
+            _fail(f"unknown figure(s) {bad}; expected some of {', '.join(FIGURES)}", "--only")
+    folder = _out_dir(out, "docs/figures")
+    res = make_figures(folder, quick=quick, only=names)
+    typer.echo("Wrote:")
+    for name, r in res.items():
+        for p in r["files"]:
+            typer.echo(f"  {p}")
+    summary = {n: {k: v for k, v in r.items() if k != "files"} for n, r in res.items()}
+    typer.echo(json.dumps(summary, indent=1, default=str))
 
 
 def _parse_list(text: str, option: str) -> list[float]:

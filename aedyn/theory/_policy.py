@@ -32,7 +32,8 @@ METHODS = ("stein", "gradient")
 
 def resolve_method(method: str, activation, tied: bool, bias: bool) -> str:
     """``"auto"``: the hand-written Stein form where it applies (closed-form kernels: linear, erf,
-    relu; untied; no bias), else the autodiff ``"gradient"`` form."""
+    relu; untied; no encoder or output bias), else the autodiff ``"gradient"`` form. ``bias``: whether
+    the network has an encoder or an output bias."""
     if method == "auto":
         return "stein" if (activation.closed_form and not tied and not bias) else "gradient"
     if method not in METHODS:
@@ -57,12 +58,16 @@ def stiff_solver(state, *, rule: str = "vanilla", method: str = "stein", nodes: 
     dense Jacobian (diffrax's default root finder); larger (N-mode) states use
     :class:`aedyn.theory.StructuredChord`, which factors the Jacobian as N per-mode blocks plus a
     low-rank coupling through the overlaps (O(N K^2) per step; docs/theory.md §4). ``rule``,
-    ``method``, ``nodes``: those of the solve's right-hand side; ``rtol``, ``atol``: its tolerances."""
+    ``method``, ``nodes``: those of the solve's right-hand side; ``rtol``, ``atol``: its tolerances.
+    Large states with an output bias (its factors are not in the structured blocks yet) return
+    None: Tsit5 runs to the end."""
     from ._stiff import StructuredChord  # _stiff imports _rhs, which imports this module
 
     size = sum(x.size for x in jax.tree_util.tree_leaves(state))
     if size <= IMPLICIT_MAX_SIZE:
         return diffrax.Kvaerno5()
+    if getattr(state, "c", None) is not None:
+        return None
     chord = StructuredChord(rtol=float(rtol), atol=float(atol), rule=rule, method=method, nodes=int(nodes))
     return diffrax.Kvaerno5(root_finder=chord)
 
@@ -71,8 +76,8 @@ def regime(lr, D: int):
     """Where the learning rates put SGD relative to the first-order theory (traceable):
     0 inside its regime; 1 past eta = ETA_DEPART_PER_D * D, where SGD was measured to depart from
     the theory by 5%; 2 past eta = ETA_DIVERGE_PER_D * D, where SGD diverges (docs/finite_size.md).
-    ``lr``: a LearningRates; the largest of eta_W, eta_V, eta_b counts."""
-    eta = jnp.maximum(jnp.maximum(lr.W, lr.V), lr.b)
+    ``lr``: a LearningRates; the largest of eta_W, eta_V, eta_b, eta_c counts."""
+    eta = jnp.maximum(jnp.maximum(jnp.maximum(lr.W, lr.V), lr.b), lr.c)
     return (eta > ETA_DEPART_PER_D * D).astype(jnp.int32) + (eta > ETA_DIVERGE_PER_D * D).astype(jnp.int32)
 
 

@@ -171,7 +171,7 @@ def _initial_state(init, cov: Covariance) -> TheoryState:
     if not isinstance(cov, Covariance):
         raise TypeError(f"cov: expected a Covariance, got {type(cov).__name__}")
     if isinstance(init, AutoEncoder):
-        for name in ("W", "V", "b"):
+        for name in ("W", "V", "b", "c"):
             x = getattr(init, name)
             if x is not None and is_concrete(x) and not np.all(np.isfinite(np.asarray(x))):
                 raise ValueError(f"init: the network's {name} contains non-finite values (NaN or inf)")
@@ -184,7 +184,7 @@ def _initial_state(init, cov: Covariance) -> TheoryState:
         if init.wt.dtype != jnp.float64:
             raise TypeError(f"init: the theory state must be float64, got {init.wt.dtype}")
         if is_concrete(init):
-            for name in ("wt", "vs", "M", "b"):
+            for name in ("wt", "vs", "M", "b", "c"):
                 x = getattr(init, name)
                 if x is not None and not bool(np.all(np.isfinite(np.asarray(x)))):
                     raise ValueError(f"init: the state's {name} contains non-finite values")
@@ -223,13 +223,13 @@ def solve(
             largest group of equal eigenvalues is merged into the bulk first (``cov.merged()``,
             exact). Other N-mode states that turn stiff continue with a structured implicit
             solver (O(N K^2) per step, :class:`aedyn.theory.StructuredChord`).
-        lr: eta for all weights, or a mapping with keys "W", "V", "b".
+        lr: eta for all weights, or a mapping with keys "W", "V", "b", "c".
         ts: (n,) increasing times t = steps / D (default: 100 log-spaced times from 0.01 to 100).
         rule: "vanilla" or "truncated".
         weight_decay: kappa, per unit of t.
         init_scale: multiplies the initial weights (so the solve is differentiable in it).
         method: "stein" (hand-written, closed-form kernels), "gradient" (autodiff of the
-            population error; every activation, bias, tied) or "auto" (stein where it applies).
+            population error; every activation, bias, output bias, tied) or "auto" (stein where it applies).
         solver: a diffrax solver; default None: the policy of :mod:`aedyn.theory` (Tsit5, the stiff
             remainder with Kvaerno5, with a structured root finder for N-mode states;
             ``stats["implicit"]`` says where).
@@ -265,7 +265,7 @@ def solve(
         raise TypeError(f"solver: expected a diffrax solver such as diffrax.Kvaerno5(), got {solver!r}")
     if adjoint is not None and not isinstance(adjoint, diffrax.AbstractAdjoint):
         raise TypeError(f"adjoint: expected a diffrax adjoint, got {adjoint!r}")
-    method = resolve_method(method, state0.activation, state0.tied, state0.b is not None)
+    method = resolve_method(method, state0.activation, state0.tied, state0.b is not None or state0.c is not None)
     if ts is None:
         ts = log_times()
     if is_concrete(ts):
@@ -310,11 +310,13 @@ def solve(
     info = {
         "kind": "theory", "D": state0.D, "K": K, "modes": int(state0.wt.shape[-1]), "bulk_directions": cov.n_bulk,
         "activation": state0.activation.name, "rule": rule, "tied": state0.tied, "bias": state0.b is not None,
+        "output_bias": state0.c is not None,
         "method": method, "solver": type(solver or default_solver()).__name__,
         "stiff_solver": None if plan.stiff is None else type(plan.stiff).__name__,
         "explicit_steps": plan.explicit_steps, "rtol": float(rtol), "atol": float(atol), "max_steps": max_steps,
     }
-    hyper = {"lr_W": params.lr.W, "lr_V": params.lr.V, "lr_b": params.lr.b, "weight_decay": params.weight_decay,
+    hyper = {"lr_W": params.lr.W, "lr_V": params.lr.V, "lr_b": params.lr.b, "lr_c": params.lr.c,
+             "weight_decay": params.weight_decay,
              "init_scale": jnp.asarray(init_scale, jnp.float64)}
     return Trajectory(
         ts=ts, pmse=e, overlaps=ov, state=jax.tree_util.tree_map(lambda y: y[-1], ys), pca=cov.pca_errors(K),

@@ -4,7 +4,8 @@ For each of the N explicit eigenmodes u_tau of the covariance the state holds th
 wt_tau = W u_tau and vs_tau = V u_tau / sqrt(D) (both O(1) along a spike); the D - N bulk
 directions of equal variance enter through their exact second moment M = sum_bulk z z^T of
 z = (wt, vs), a 2K x 2K matrix (K x K for tied weights, where vs = wt). Every density of the paper
-(q, r, t) and every overlap (Q, R, T, T0) derives from these factors, so they stay PSD.
+(q, r, t) and every overlap (Q, R, T, T0) derives from these factors, so they stay PSD. A trained
+output bias c adds the factors cs_tau = c . u_tau / sqrt(D) and one row and column to M.
 """
 
 import equinox as eqx
@@ -17,7 +18,7 @@ from .._checks import check_int, check_key, check_number, require_x64
 from .._data import Covariance
 from .._defaults import INIT_SCALE
 from .._model import AutoEncoder, Overlaps
-from .._order import network_factors, order_parameters
+from .._order import bias_overlaps, network_factors, order_parameters
 
 
 class TheoryState(eqx.Module):
@@ -26,9 +27,10 @@ class TheoryState(eqx.Module):
     Attributes:
         wt: (K, N) encoder projections on the explicit modes.
         vs: (K, N) decoder projections / sqrt(D); ``None`` for tied weights (then vs = wt).
-        M: (Z, Z) bulk second moment of (wt, vs): Z = 2K, or K when tied.
+        M: (Z, Z) bulk second moment of (wt, vs[, cs]): Z = 2K, or K when tied (+1 with c).
         b: (K,) bias, or ``None``.
         activation, tied, D: the network's activation, tying and input dimension (static).
+        c: (N,) output-bias factors cs_tau = c . u_tau / sqrt(D), or ``None`` (no output bias).
     """
 
     wt: Float[Array, "*batch K N"]
@@ -38,6 +40,7 @@ class TheoryState(eqx.Module):
     activation: Activation = eqx.field(static=True)
     tied: bool = eqx.field(static=True)
     D: int = eqx.field(static=True)
+    c: Float[Array, "*batch N"] | None = None
 
     @property
     def K(self) -> int:
@@ -48,21 +51,27 @@ class TheoryState(eqx.Module):
         return self.wt if self.tied else self.vs
 
     def full_moment(self):
-        """The 2K x 2K bulk moment (expanded from K x K when tied)."""
+        """The 2K (+1 with c) square bulk moment (expanded from K (+1) when tied)."""
         if self.tied:
-            return jnp.block([[self.M, self.M], [self.M, self.M]])
+            K = self.K
+            idx = jnp.concatenate([jnp.arange(K), jnp.arange(K), jnp.arange(K, self.M.shape[-1])])
+            return self.M[idx][:, idx]
         return self.M
 
     def scale(self, s) -> "TheoryState":
-        """The state of the network s * (W, V): factors times s, moment times s^2 (bias kept)."""
+        """The state of the network s * (W, V): factors times s, moment times s^2 (biases b, c kept)."""
+        M = self.M * s**2
+        if self.c is not None:  # the output bias's row and column: times s, its corner kept
+            M = M.at[-1, :].set(self.M[-1, :] * s).at[:, -1].set(self.M[:, -1] * s).at[-1, -1].set(self.M[-1, -1])
         return TheoryState(
             self.wt * s,
             None if self.vs is None else self.vs * s,
-            self.M * s**2,
+            M,
             self.b,
             self.activation,
             self.tied,
             self.D,
+            self.c,
         )
 
 
@@ -78,12 +87,14 @@ def init_state(net: AutoEncoder, cov: Covariance, dtype=jnp.float64) -> TheorySt
         raise ValueError(f"cov: covariance of dimension {cov.dim} does not match the network's D = {net.D}")
     W = net.W.astype(dtype)
     dec = net.decoder.astype(dtype)
-    wt, vs, M = network_factors(W, dec, cov.eigvecs.astype(dtype), cov.n_bulk)
+    c = None if net.c is None else net.c.astype(dtype)
+    wt, vs, M, cs = network_factors(W, dec, cov.eigvecs.astype(dtype), cov.n_bulk, c)
     K = net.K
     if net.tied:
-        vs, M = None, M[:K, :K]
+        keep = jnp.concatenate([jnp.arange(K), jnp.arange(2 * K, M.shape[0])])
+        vs, M = None, M[keep][:, keep]
     b = None if net.b is None else net.b.astype(dtype)
-    return TheoryState(wt, vs, M, b, net.activation, net.tied, net.D)
+    return TheoryState(wt, vs, M, b, net.activation, net.tied, net.D, cs)
 
 
 def init_state_random(
@@ -131,7 +142,11 @@ def state_overlaps(state: TheoryState, rho, bulk) -> Overlaps:
     K = state.K
     P = min(K, state.wt.shape[1])
     wn = jnp.sqrt(jnp.sum(state.wt**2, 1) + jnp.diagonal(M)[:K])
-    vn = jnp.sqrt(jnp.sum(vs**2, 1) + jnp.diagonal(M)[K:])
+    vn = jnp.sqrt(jnp.sum(vs**2, 1) + jnp.diagonal(M)[K : 2 * K])
     m_W = state.wt[:, :P] / jnp.where(wn > 0, wn, 1)[:, None]
     m_V = vs[:, :P] / jnp.where(vn > 0, vn, 1)[:, None]
-    return Overlaps(Q, R, T, T0, m_W, m_V)
+    if state.c is None:
+        C, c2 = jnp.zeros((K,), Q.dtype), jnp.zeros((), Q.dtype)
+    else:
+        C, c2 = bias_overlaps(vs, state.c, M)
+    return Overlaps(Q, R, T, T0, m_W, m_V, C, c2)
