@@ -5,8 +5,10 @@ and returns its key numbers, which the tests assert at ``quick`` size.
 Figures (names): ``sequential`` (plateaus at PCA(1), PCA(2), ..., escape order by eigenvalue;
 linear and erf), ``relu_bias`` (ReLU without bias, with an encoder bias, with encoder and
 output bias, paired units K = 2M; the one-unit fraction f(beta) of docs/theory.md §8),
-``truncated`` (truncated vs vanilla: the overlap matrix with the principal components) and ``tied``
-(tied vs untied erf: the tied network ends at its analysed limit, above PCA).
+``truncated`` (truncated vs vanilla: the overlap matrix with the principal components), ``tied``
+(tied vs untied erf: the tied network ends at its analysed limit, above PCA), ``universality``
+(theory vs SGD on natural image patches vs SGD on Gaussian samples) and ``finite_size`` (the
+learning rate where SGD leaves the theory, against D).
 """
 
 import io
@@ -263,11 +265,49 @@ def figure_tied(out: Path, quick: bool = False) -> dict:
     return {"files": _save(out, "tied", fig, data), "pca": pca.tolist(), **key}
 
 
+def figure_universality(out: Path, quick: bool = False) -> dict:
+    """Gaussian universality on the embedded natural image patches (authors' recipe, D = 1024, K = 4,
+    erf): the ODE with the patches' empirical spectrum, SGD on the patches and SGD on Gaussian
+    samples of the same second moment (:func:`aedyn.datasets.universality`; quick: eta = 1 only,
+    2 seeds, t <= 30). Key numbers: the largest band ratio of each kind of run (<= 1 inside)."""
+    from ._universality import universality
+    from .datasets import load
+
+    ds = load("patches", recipe="authors")
+    res = universality(ds, K=4, lr=(1.0,) if quick else (0.1, 1.0), t_max=30.0 if quick else 100.0,
+                       n_times=15 if quick else 30, seeds=2 if quick else 3)
+    files = [Path(f) for f in res.save(out, prefix="universality")]
+    return {"files": files, "pca": res.pca.tolist(), "lrs": res.lrs.tolist(),
+            "band_images": float(np.nanmax(res.band_ratio("images"))),
+            "band_gaussian": float(np.nanmax(res.band_ratio("gaussian")))}
+
+
+def figure_finite_size(out: Path, quick: bool = False) -> dict:
+    """The finite-size map: the learning rate at which SGD departs from the theory by 5%, and where
+    it diverges, against D (:func:`aedyn.studies.finite_size.run`; spikes (2, 1), K = 2, erf).
+    Quick: D = 100, 200, five learning rates, 2 seeds. Key numbers: per D, eta_depart / D and the
+    first divergence / D."""
+    from .studies import finite_size
+
+    if quick:
+        rows = finite_size.run(Ds=(100, 200), etas=np.geomspace(0.25, 400.0, 5), seeds=(0, 1), S=10.0,
+                               T_min=4.0, n_times=10, out=str(out), progress=False, quick=True)
+    else:
+        rows = finite_size.run(out=str(out), progress=False)
+    files = [Path(out) / f"finite_size.{ext}" for ext in ("png", "json", "md")]
+    return {"files": files, "D": [r["D"] for r in rows],
+            "eta_depart_per_D": [None if r["eta_depart"] is None else r["eta_depart"] / r["D"] for r in rows],
+            "eta_diverge_per_D": [None if r["eta_diverge_any"] is None else r["eta_diverge_any"] / r["D"]
+                                  for r in rows]}
+
+
 FIGURES: dict[str, Callable[[Path, bool], dict]] = {
     "sequential": figure_sequential,
     "relu_bias": figure_relu_bias,
     "truncated": figure_truncated,
     "tied": figure_tied,
+    "universality": figure_universality,
+    "finite_size": figure_finite_size,
 }
 
 

@@ -589,7 +589,8 @@ def figures(
     only: Optional[str] = typer.Option(None, "--only", help="Comma-separated figure names (default: all)."),
 ):
     """One figure per phenomenon of the paper (SGD and theory on the same axes, PCA levels drawn),
-    each with its data beside it: sequential learning; ReLU and the biases; truncated vs vanilla; tied vs untied."""
+    each with its data beside it: sequential learning; ReLU and the biases; truncated vs vanilla; tied vs untied;
+    universality on natural image patches; the finite-size map."""
     from ._figures import FIGURES, make_figures
 
     names = None

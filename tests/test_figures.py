@@ -5,7 +5,14 @@ import json
 import numpy as np
 import pytest
 
-from aedyn._figures import figure_relu_bias, figure_sequential, figure_tied, figure_truncated
+from aedyn._figures import (
+    figure_finite_size,
+    figure_relu_bias,
+    figure_sequential,
+    figure_tied,
+    figure_truncated,
+    figure_universality,
+)
 
 
 @pytest.mark.slow
@@ -77,3 +84,27 @@ def test_figure_tied_quick(tmp_path):
     assert abs(tied["final_sgd"] - tied["final_theory"]) / tied["final_theory"] < 0.03
     assert tied["limit"] > 2 * pca[2]
     assert untied["final_theory"] < 0.5 * tied["final_theory"] and abs(untied["limit"] - pca[2]) / pca[2] < 0.01
+
+
+@pytest.mark.slow
+def test_figure_universality_quick(tmp_path):
+    r = figure_universality(tmp_path, quick=True)
+    for p in r["files"]:
+        assert p.exists() and p.stat().st_size > 0
+    json.loads((tmp_path / "universality.json").read_text())
+    # The ODE with the patches' spectrum inside max(5%, 3 s.e.) of SGD on the patches and
+    # max(3%, 3 s.e.) of SGD on Gaussian samples, at every time.
+    assert r["band_images"] <= 1.0 and r["band_gaussian"] <= 1.0, r
+
+
+@pytest.mark.slow
+def test_figure_finite_size_quick(tmp_path):
+    r = figure_finite_size(tmp_path, quick=True)
+    for p in r["files"]:
+        assert p.exists() and p.stat().st_size > 0
+    assert r["D"] == [100, 200]
+    # SGD departs from the theory at a learning rate far below D and diverges at one of order D
+    # (docs/finite_size.md: eta_depart ~ 1e-3 D, divergence at eta ~ D).
+    for dep, div in zip(r["eta_depart_per_D"], r["eta_diverge_per_D"]):
+        assert dep is not None and div is not None and dep < div
+        assert dep < 0.1 and 0.1 < div <= 8.0, r
