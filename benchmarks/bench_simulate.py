@@ -29,6 +29,9 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from scipy.special import erf  # noqa: E402
 
+# x64 on, so that the float64 rows are float64 (aedyn no longer turns it on at import); the
+# float32 rows pass their dtype explicitly.
+jax.config.update("jax_enable_x64", True)
 import aedyn  # noqa: E402
 from _timing import best_of  # noqa: E402
 

@@ -22,7 +22,8 @@
 # 1. **tied vs untied** sigmoidal (erf) autoencoders: tied weights stay far above the PCA error, at
 #    the level the analysis predicts; untied ones approach it slowly;
 # 2. **ReLU**: one unit explains only half a component, so K = M units stay above PCA(M) with or
-#    without an encoder bias; paired units (K = 2M) reach it;
+#    without an encoder bias; paired units (K = 2M) reach it, and so do K = M units that train an
+#    output bias as well;
 # 3. **truncated vs vanilla** SGD: the truncated (Sanger-like) rule finds the individual principal
 #    components, vanilla SGD only their span.
 #
@@ -44,6 +45,7 @@ if importlib.util.find_spec("aedyn") is None:  # Colab or a fresh environment
 # %%
 import time
 
+import diffrax
 import jax
 import matplotlib.pyplot as plt
 import numpy as np
@@ -155,6 +157,27 @@ t_r, e_relu2, _ = sgd(relu["K = 2"])
 print(f"relu K = 2 SGD at t = {T_SGD:g}: {e_relu2[:, -1].mean():.4f} (PCA(2) = {pca[2]:.4f})")
 paired_gap = (float(th_relu["K = 4 (paired)"].pmse[-1]) - pca[2]) / pca[2]
 print(f"paired units: relative gap to PCA(2): {paired_gap:.4f}")
+
+# %% [markdown]
+# With a trained **output bias** $c$ as well, $\hat x = \sum_k v^k g(\lambda^k) + c$, the picture
+# changes: the encoder bias moves each unit into the linear part of the ReLU and $c$ cancels the mean
+# it adds, so one unit explains a fraction $f(\beta) = \Phi(\beta)^2 / \mathrm{Var}(\mathrm{relu}(s + \beta))$
+# of its component, rising from 0.733 at $\beta = 0$ to 1 (`aedyn.analysis.relu_fraction`), and
+# K = 2 units go to PCA(2). (Started at $b = 1$, $c = 0$, $\eta = 0.5$; from $b = 0$ both units first
+# sit on a saddle on the leading component, which SGD at finite D leaves much earlier than the
+# theory: docs/workflows/figures.md. The explicit solver is the fast choice for this curve.)
+
+# %%
+both = aedyn.init_autoencoder(jax.random.key(2), D, 2, activation="relu", bias=1.0, output_bias=0.0)
+th_relu["K = 2, encoder + output bias"] = aedyn.theory.solve(both, cov, lr=0.5, ts=aedyn.log_times(300.0, 40),
+                                                             solver=diffrax.Tsit5())
+th_both = th_relu["K = 2, encoder + output bias"]
+gap_both = (float(th_both.pmse[-1]) - pca[2]) / pca[2]
+print(f"relu K = 2, encoder + output bias: theory at t = 300: {float(th_both.pmse[-1]):.4f}, "
+      f"PCA(2) = {pca[2]:.4f}: gap {gap_both:.4f}; encoder biases {np.round(np.asarray(th_both.state.b), 2)}")
+f = aedyn.analysis.relu_fraction(np.array([0.0, 1.0, 2.0]))
+print(f"one unit with both biases explains f(beta) = {f[0]:.3f}, {f[1]:.3f}, {f[2]:.3f} at beta = 0, 1, 2 "
+      f"(encoder bias only: at most {aedyn.analysis.relu_fraction(0.0, output_bias=False):.3f})")
 
 # %%
 fig, ax = plt.subplots(figsize=(6, 4))

@@ -101,6 +101,10 @@ def test_phenomena():
     assert _num(text, "relu K = 2, encoder bias: theory at t = 1e4:") > 5 * pca2
     assert float(re.search(r"relu K = 2 SGD at t = [0-9.]+: ([0-9.]+)", text).group(1)) > 5 * pca2
     assert _num(text, "paired units: relative gap to PCA(2):") < 0.01
+    # with an output bias as well, K = 2 units go to PCA(2); f(beta) of the one-unit analysis
+    assert 0 < _num(text, "relu K = 2, encoder + output bias: theory at t = 300:") / pca2 - 1 < 0.05
+    f = re.search(r"f\(beta\) = ([0-9.]+), ([0-9.]+), ([0-9.]+)", text).groups()
+    assert abs(float(f[0]) - 0.733) <= 0.002 and float(f[0]) < float(f[1]) < float(f[2]) and abs(float(f[2]) - 0.994) <= 0.002
     # truncated finds the individual components, vanilla only their span
     for rule, check in (("truncated", lambda x: x < 0.05), ("vanilla", lambda x: x > 0.3)):
         m = re.search(rf"{rule}: final pmse .* off-diagonality theory ([0-9.]+), SGD ([0-9.]+)", text)
