@@ -24,16 +24,21 @@ def kernel_covariance(D: int) -> aedyn.Covariance:
 
 
 @pytest.mark.parametrize(
-    "tied, bias, method, rule, full",
-    [(False, None, "stein", "vanilla", True),
-     pytest.param(False, 0.1, "gradient", "truncated", False, marks=pytest.mark.slow),  # slow to compile
-     pytest.param(True, None, "gradient", "vanilla", True, marks=pytest.mark.slow)],
+    "tied, bias, output_bias, method, rule, full",
+    [(False, None, None, "stein", "vanilla", True),
+     pytest.param(False, 0.1, None, "gradient", "truncated", False, marks=pytest.mark.slow),  # slow to compile
+     pytest.param(True, None, None, "gradient", "vanilla", True, marks=pytest.mark.slow),
+     pytest.param(False, 0.1, 0.3, "gradient", "vanilla", True, marks=pytest.mark.slow),
+     pytest.param(True, None, 0.3, "gradient", "truncated", True, marks=pytest.mark.slow)],
 )
-def test_structured_solve_equals_dense(tied, bias, method, rule, full):
-    """(I - gamma J) x = r by blocks + Woodbury equals the dense solve with J = jacfwd(rhs)."""
+def test_structured_solve_equals_dense(tied, bias, output_bias, method, rule, full):
+    """(I - gamma J) x = r by blocks + Woodbury equals the dense solve with J = jacfwd(rhs), for
+    every kind of state (untied/tied, encoder bias, output bias)."""
     cov = aedyn.spiked_covariance(jax.random.key(0), 40, (3.0, 5.0))
     cov = cov.full() if full else cov
-    st = theory.init_state_random(jax.random.key(1), cov, 3, tied=tied, bias=bias, scale=0.7)
+    net = aedyn.init_autoencoder(jax.random.key(1), 40, 3, tied=tied, bias=bias, output_bias=output_bias,
+                                 scale=0.7, dtype=jnp.float64)
+    st = theory.init_state(net, cov)
     params = theory.theory_params(cov, 0.3)
     gamma = 2.7
     x0, unravel = ravel_pytree(st)
@@ -79,6 +84,9 @@ def test_policy_picks_the_structured_path_for_large_states():
     assert isinstance(s, diffrax.Kvaerno5) and isinstance(s.root_finder, theory.StructuredChord)
     small = theory.init_state_random(jax.random.key(1), cov, 2)
     assert not isinstance(theory.stiff_solver(small).root_finder, theory.StructuredChord)
+    net = aedyn.init_autoencoder(jax.random.key(1), 1024, 2, bias=0.0, output_bias=0.0, dtype=jnp.float64)
+    s = theory.stiff_solver(theory.init_state(net, cov.full()), method="gradient")
+    assert isinstance(s.root_finder, theory.StructuredChord)
 
 
 @pytest.fixture(scope="module")
@@ -89,13 +97,32 @@ def spiked_full_1024():
 
 
 def test_full_spectrum_stiff_path_equals_reduced_form(spiked_full_1024):
-    """D = 1024 full spectrum (1024 explicit modes, from a TheoryState: no merging) to t = 1e3 at
-    eta = 0.1: stiff (continued implicitly, structured), <= 1e-6 relative to the reduced form."""
+    """D = 1024 full spectrum (1024 explicit modes, from a TheoryState: no merging) to t = 1e5 at
+    eta = 0.1 and 1: stiff (continued implicitly, structured), <= 1e-6 relative to the reduced form
+    for t <= 1e3 and <= 1e-4 to t = 1e5, finite throughout."""
     cov, full_state, reduced_state = spiked_full_1024
-    ts = aedyn.log_times(1000.0, 30)
-    full = theory.solve(full_state, cov.full(), ts=ts)
-    ref = theory.solve(reduced_state, cov, ts=ts)
-    assert bool(full.stats["implicit"]) and full.config["modes"] == 1024
+    ts = aedyn.log_times(1e5, 40)
+    early = ts <= 1e3
+    for lr in (0.1, 1.0):
+        full = theory.solve(full_state, cov.full(), lr=lr, ts=ts)
+        ref = theory.solve(reduced_state, cov, lr=lr, ts=ts)
+        assert bool(full.stats["implicit"]) and full.config["modes"] == 1024
+        assert np.all(np.isfinite(full.pmse))
+        np.testing.assert_allclose(full.pmse[early], ref.pmse[early], rtol=1e-6)
+        np.testing.assert_allclose(full.pmse, ref.pmse, rtol=1e-4)
+
+
+@pytest.mark.slow
+def test_full_spectrum_with_output_bias_stiff_path_equals_reduced_form():
+    """Encoder and output bias (relu, the ``gradient`` form) on a full spectrum: the structured
+    implicit phase carries the output-bias factors; <= 1e-6 relative to the reduced form."""
+    cov = aedyn.spiked_covariance(jax.random.key(0), 400, (3.0, 5.0))
+    net = aedyn.init_autoencoder(jax.random.key(1), 400, 2, activation="relu", bias=1.0, output_bias=0.0,
+                                 dtype=jnp.float64)
+    ts = aedyn.log_times(1000.0, 20)
+    full = theory.solve(theory.init_state(net, cov.full()), cov.full(), lr=0.5, ts=ts)
+    ref = theory.solve(theory.init_state(net, cov), cov, lr=0.5, ts=ts)
+    assert bool(full.stats["implicit"]) and full.config["stiff_solver"] == "Kvaerno5"
     np.testing.assert_allclose(full.pmse, ref.pmse, rtol=1e-6)
 
 

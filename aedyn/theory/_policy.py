@@ -58,16 +58,12 @@ def stiff_solver(state, *, rule: str = "vanilla", method: str = "stein", nodes: 
     dense Jacobian (diffrax's default root finder); larger (N-mode) states use
     :class:`aedyn.theory.StructuredChord`, which factors the Jacobian as N per-mode blocks plus a
     low-rank coupling through the overlaps (O(N K^2) per step; docs/theory.md §4). ``rule``,
-    ``method``, ``nodes``: those of the solve's right-hand side; ``rtol``, ``atol``: its tolerances.
-    Large states with an output bias (its factors are not in the structured blocks yet) return
-    None: Tsit5 runs to the end."""
+    ``method``, ``nodes``: those of the solve's right-hand side; ``rtol``, ``atol``: its tolerances."""
     from ._stiff import StructuredChord  # _stiff imports _rhs, which imports this module
 
     size = sum(x.size for x in jax.tree_util.tree_leaves(state))
     if size <= IMPLICIT_MAX_SIZE:
         return diffrax.Kvaerno5()
-    if getattr(state, "c", None) is not None:
-        return None
     chord = StructuredChord(rtol=float(rtol), atol=float(atol), rule=rule, method=method, nodes=int(nodes))
     return diffrax.Kvaerno5(root_finder=chord)
 

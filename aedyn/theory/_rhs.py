@@ -31,7 +31,7 @@ from jaxtyping import Array, Float
 
 from .._defaults import NODES
 from .._kernels import gram, mean_slope, mean_value, stein_kernels
-from .._order import bias_overlaps, order_parameters, pmse_from_overlaps
+from .._order import pmse_from_overlaps
 from .._rules import LearningRates
 from ._policy import METHODS
 from ._state import TheoryState
@@ -58,18 +58,6 @@ class TheoryParams(eqx.Module):
     @property
     def trace(self):
         return jnp.sum(self.rho) + self.bulk * self.n_bulk
-
-
-def overlaps_of(state: TheoryState, params: TheoryParams):
-    """(Q, R, T, T0) of a state."""
-    return order_parameters(state.wt, state.decoder_factors, state.full_moment(), params.rho, params.bulk, state.D)
-
-
-def bias_overlaps_of(state: TheoryState):
-    """(C, c2) of a state with an output bias (C_k = v^k . c / D, c2 = |c|^2 / D), else (None, None)."""
-    if state.c is None:
-        return None, None
-    return bias_overlaps(state.decoder_factors, state.c, state.full_moment())
 
 
 def _gradient_coefficients(Q, R, T0, b, C, c2, state, params, rule, nodes):
@@ -143,12 +131,40 @@ def coefficients_at(p, state: TheoryState, params: TheoryParams, *, rule="vanill
     raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
 
 
+def modes(state: TheoryState) -> Float[Array, "Z N"]:
+    """The factors of every explicit mode stacked as columns z_tau = (wt_tau, vs_tau[, cs_tau])
+    (vs omitted when tied): the layout of the bulk moment M."""
+    parts = [state.wt] + ([] if state.tied else [state.vs]) + ([] if state.c is None else [state.c[None]])
+    return jnp.concatenate(parts, axis=0)
+
+
+def moments(state: TheoryState, params: TheoryParams):
+    """(S, S_r): the second moment of the factors over all D directions, S = sum_tau z z^T + M,
+    and the same weighted by the variances, S_r = sum_tau (rho_tau / D) z z^T + (bulk / D) M. Every
+    overlap is an entry of one of them (docs/theory.md §4)."""
+    z = modes(state)
+    S = z @ z.T + state.M
+    Sr = (z * (params.rho / state.D)[None, :]) @ z.T + (params.bulk / state.D) * state.M
+    return S, Sr
+
+
+def point_from_moments(S, Sr, b, state: TheoryState):
+    """``p = (Q, R, T0, b, C, c2)`` read off the moments of :func:`moments` (linear in S, S_r, b)."""
+    K = state.K
+    Q = Sr[:K, :K]
+    if state.tied:
+        R, T0, v = Q, S[:K, :K], slice(0, K)
+    else:
+        R, T0, v = Sr[K : 2 * K, :K], S[K : 2 * K, K : 2 * K], slice(K, 2 * K)
+    C, c2 = (None, None) if state.c is None else (S[v, -1], S[-1, -1])
+    return Q, R, T0, b, C, c2
+
+
 def overlap_point(state: TheoryState, params: TheoryParams):
     """``p = (Q, R, T0, b, C, c2)``: everything the coefficients depend on (b is None without
     bias, C and c2 None without output bias)."""
-    Q, R, _, T0 = overlaps_of(state, params)
-    C, c2 = bias_overlaps_of(state)
-    return Q, R, T0, state.b, C, c2
+    S, Sr = moments(state, params)
+    return point_from_moments(S, Sr, state.b, state)
 
 
 def coefficients(state: TheoryState, params: TheoryParams, *, rule="vanilla", method="gradient", nodes=NODES):
@@ -162,53 +178,56 @@ def rhs(t, state: TheoryState, params: TheoryParams, *, rule="vanilla", method="
     return flow(state, params, coefficients(state, params, rule=rule, method=method, nodes=nodes))
 
 
-def flow(state: TheoryState, params: TheoryParams, coeffs) -> TheoryState:
-    """d state / dt for given coefficients: linear in the factors and the moment, mode by mode."""
-    AQ, ART, AR, AT, db, AC, ACc = coeffs
-    D = state.D
-    eW, eV, eb, ec = params.lr.W, params.lr.V, params.lr.b, params.lr.c
-    kappa = params.weight_decay
-    r = (params.rho / D)[None, :]  # (1, N)
-    rb = params.bulk / D
-    wt = state.wt
-    cs = state.c
+def generator(state: TheoryState, params: TheoryParams, coeffs):
+    """(L0, L1), each Z x Z: with the coefficients given, every mode's factors obey
+    dz_tau/dt = (L0 + (rho_tau / D) L1) z_tau, and the bulk moment dM/dt = L M + M L^T with
+    L = L0 + (bulk / D) L1 (Z = 2K untied, K tied, +1 with an output bias)."""
+    AQ, ART, AR, AT, _, AC, ACc = coeffs
+    eW, eV, ec = params.lr.W, params.lr.V, params.lr.c
     K = state.K
-    dcs = None
     if state.tied:
         # vs = wt: both uses of w^k contribute (docs/theory.md §1, "tied").
-        A = AQ + ART + AR
-        dwt = -eW * (r * (A @ wt) + AT @ wt) - kappa * wt
-        L = -eW * (rb * A + AT) - kappa * jnp.eye(K, dtype=wt.dtype)
-        dvs = None
-        dec = wt
+        L1 = -eW * (AQ + ART + AR)
+        L0 = -eW * AT
     else:
-        vs = state.vs
-        dwt = -eW * r * (AQ @ wt + ART @ vs) - kappa * wt
-        dvs = -eV * (r * (AR @ wt) + AT @ vs) - kappa * vs
-        L = jnp.block([[-eW * rb * AQ, -eW * rb * ART], [-eV * rb * AR, -eV * AT]])
-        L = L - kappa * jnp.eye(2 * K, dtype=wt.dtype)
-        dec = vs
-    if cs is not None:
-        # Output bias: the decoder's extra term and c's own equation; one more row in L.
-        n = L.shape[0]
+        zero = jnp.zeros((K, K), AQ.dtype)
+        L1 = jnp.block([[-eW * AQ, -eW * ART], [-eV * AR, zero]])
+        L0 = jnp.block([[zero, zero], [zero, -eV * AT]])
+    n = L0.shape[0]
+    L0 = L0 - params.weight_decay * jnp.eye(n, dtype=L0.dtype)
+    if state.c is not None:
+        # Output bias: the decoder's extra term -eta A_C cs and c's own equation, one more row.
         rate = eW if state.tied else eV
-        if state.tied:
-            dwt = dwt - rate * AC[:, None] * cs[None, :]
-        else:
-            dvs = dvs - rate * AC[:, None] * cs[None, :]
-        dcs = -ec * (ACc @ dec + cs)
-        col = jnp.zeros((n, 1), wt.dtype).at[n - K : n, 0].set(-rate * AC)
-        row = jnp.zeros((1, n), wt.dtype).at[0, n - K : n].set(-ec * ACc)
-        L = jnp.block([[L, col], [row, -ec * jnp.ones((1, 1), wt.dtype)]])
+        col = jnp.zeros((n, 1), L0.dtype).at[n - K : n, 0].set(-rate * AC)
+        row = jnp.zeros((1, n), L0.dtype).at[0, n - K : n].set(-ec * ACc)
+        L0 = jnp.block([[L0, col], [row, -ec * jnp.ones((1, 1), L0.dtype)]])
+        L1 = jnp.pad(L1, ((0, 1), (0, 1)))
+    return L0, L1
+
+
+def split_modes(like: TheoryState, z):
+    """(wt, vs, cs) of stacked factors z (Z, ...) in the layout of :func:`modes` (None where absent)."""
+    K = like.K
+    wt = z[:K]
+    vs = None if like.tied else z[K : 2 * K]
+    cs = None if like.c is None else z[-1]
+    return wt, vs, cs
+
+
+def flow(state: TheoryState, params: TheoryParams, coeffs) -> TheoryState:
+    """d state / dt for given coefficients: linear in the factors and the moment, mode by mode."""
+    L0, L1 = generator(state, params, coeffs)
+    z = modes(state)
+    dz = L0 @ z + (params.rho / state.D)[None, :] * (L1 @ z)
+    L = L0 + (params.bulk / state.D) * L1
     M = state.M
-    dM = L @ M + M @ L.T
-    dM = jnp.where(params.n_bulk > 0, dM, jnp.zeros_like(dM))
-    dbias = None if state.b is None else -eb * db
+    dM = jnp.where(params.n_bulk > 0, L @ M + M @ L.T, jnp.zeros_like(M))
+    dwt, dvs, dcs = split_modes(state, dz)
+    dbias = None if state.b is None else -params.lr.b * coeffs[4]
     return TheoryState(dwt, dvs, dM, dbias, state.activation, state.tied, state.D, dcs)
 
 
 def theory_pmse(state: TheoryState, params: TheoryParams, nodes=NODES) -> Float[Array, ""]:
     """The exact population error of a state."""
-    Q, R, _, T0 = overlaps_of(state, params)
-    C, c2 = bias_overlaps_of(state)
-    return pmse_from_overlaps(state.activation, params.trace, state.D, Q, R, T0, state.b, nodes, C=C, c2=c2)
+    Q, R, T0, b, C, c2 = overlap_point(state, params)
+    return pmse_from_overlaps(state.activation, params.trace, state.D, Q, R, T0, b, nodes, C=C, c2=c2)
