@@ -11,7 +11,9 @@ bias c (factors cs_tau = c . u_tau / sqrt(D)) adds, with A_C = d pmse / dC (C_k 
 
     d vs_tau/dt += -eta_V A_C cs_tau,      d cs_tau/dt = -eta_c (A_C . vs_tau + cs_tau)
 
-(the gradient flow of pmse in cs; its fixed point c = -sum_k v^k E[g(lambda^k)]). The K x K
+(the gradient flow of pmse in cs; its fixed point c = -sum_k v^k E[g(lambda^k)]). Stacked as
+z_tau = (wt_tau, vs_tau[, cs_tau]) these read dz_tau/dt = (L0 + (rho_tau/D) L1) z_tau with two Z x Z
+generators (:func:`generator`), and L = L0 + (bulk/D) L1 for the moment. The K x K
 coefficient matrices come two ways that agree to rounding:
 
 * ``"gradient"``: automatic differentiation of the closed-form population error
