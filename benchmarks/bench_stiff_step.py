@@ -1,12 +1,14 @@
 """Cost of one structured implicit step (issue 12), and of its pieces.
 
-    python benchmarks/bench_stiff_step.py [K]
+    python benchmarks/bench_stiff_step.py [K] [--chord-tols RTOL ATOL ...]
 
 Kvaerno5 + StructuredChord on the spiked (3, 5) ``.full()`` at D = 1024 (1024 explicit modes), from
 the state at t = 200 (eta = 1) to t = 400, rtol 1e-7; baseline in the same run: the same stretch on
 the spikes+bulk form (2 modes) with diffrax's dense Kvaerno5. Then the jitted pieces of one step:
 a factorisation of I - gamma J (``factor``), one chord solve (``solve_factored``) and, for scale,
-one evaluation of the right-hand side.
+one evaluation of the right-hand side. ``--chord-tols``: also run the structured stretch with the
+chord iteration's tolerances looser than the step controller's (the policy uses the controller's,
+as diffrax's default root finder does), printing steps, time and the pmse difference at t = 400.
 """
 
 import argparse
@@ -25,24 +27,27 @@ from aedyn.theory import _stiff  # noqa: E402
 D = 1024
 
 
-def step_cost(net, cov):
-    """(seconds, stats) of Kvaerno5 from t = 200 to 400 with the policy's stiff solver for ``cov``."""
+def step_cost(net, cov, chord_tols=None):
+    """(seconds, stats, state at 200, params, pmse at 400) of Kvaerno5 from t = 200 to 400 with the
+    policy's stiff solver for ``cov`` (or a StructuredChord with tolerances ``chord_tols``)."""
     s0 = theory.solve(theory.init_state(net, cov), cov, lr=1.0, ts=jnp.array([1.0, 200.0])).state
     params = theory.theory_params(cov, 1.0)
     term = diffrax.ODETerm(lambda t, y, a: theory.rhs(t, y, a, method="stein"))
     solver = theory.stiff_solver(s0, method="stein")
+    if chord_tols is not None:
+        solver = diffrax.Kvaerno5(root_finder=theory.StructuredChord(rtol=chord_tols[0], atol=chord_tols[1]))
 
     @jax.jit
     def run(s0):
         sol = diffrax.diffeqsolve(term, solver, 200.0, 400.0, None, s0, params, saveat=diffrax.SaveAt(t1=True),
                                   stepsize_controller=diffrax.PIDController(rtol=1e-7, atol=1e-10),
                                   max_steps=100_000)
-        return sol.stats
+        return sol.stats, theory.theory_pmse(jax.tree_util.tree_map(lambda x: x[-1], sol.ys), params)
 
     jax.block_until_ready(run(s0))
     t0 = time.perf_counter()
-    stats = jax.block_until_ready(run(s0))
-    return time.perf_counter() - t0, {k: int(v) for k, v in stats.items() if k != "max_steps"}, s0, params
+    stats, e = jax.block_until_ready(run(s0))
+    return time.perf_counter() - t0, {k: int(v) for k, v in stats.items() if k != "max_steps"}, s0, params, float(e)
 
 
 def per_call_ms(fn, *args, n=200):
@@ -57,12 +62,17 @@ def per_call_ms(fn, *args, n=200):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("K", type=int, nargs="?", default=4)
-    K = ap.parse_args().K
+    ap.add_argument("--chord-tols", type=float, nargs="+", default=[], metavar="TOL",
+                    help="pairs RTOL ATOL for the chord iteration")
+    args = ap.parse_args()
+    K = args.K
+    if len(args.chord_tols) % 2:
+        ap.error("--chord-tols: expected pairs RTOL ATOL")
     cov = aedyn.spiked_covariance(jax.random.key(0), D, (3, 5))
     net = aedyn.init_autoencoder(jax.random.key(1), D, K, dtype=jnp.float64)
     print(f"jax {jax.__version__}, {jax.devices()[0].device_kind}, K = {K}, D = {D}")
-    el, stats, s0, params = step_cost(net, cov.full())
-    el_r, stats_r, _, _ = step_cost(net, cov)
+    el, stats, s0, params, e = step_cost(net, cov.full())
+    el_r, stats_r, _, _, _ = step_cost(net, cov)
     ms, ms_r = el / stats["num_steps"] * 1e3, el_r / stats_r["num_steps"] * 1e3
     print(f"structured (1024 modes): {el:.3f} s, {stats}, {ms:.2f} ms/step")
     print(f"baseline, dense Kvaerno5 on the reduced form (2 modes): {el_r:.3f} s, {stats_r}, {ms_r:.2f} ms/step")
@@ -77,6 +87,10 @@ def main():
     t_sol = per_call_ms(jax.jit(_stiff.solve_factored), f, r)
     print(f"pieces: factor {t_fac:.2f} ms ({t_fac / t_rhs:.0f} rhs), chord solve {t_sol:.3f} ms "
           f"({t_sol / t_rhs:.1f} rhs), rhs {t_rhs:.3f} ms")
+    for rtol, atol in zip(args.chord_tols[::2], args.chord_tols[1::2]):
+        el_c, stats_c, _, _, e_c = step_cost(net, cov.full(), (rtol, atol))
+        print(f"chord tolerances rtol {rtol:g}, atol {atol:g} (step controller 1e-7, 1e-10): {el_c:.3f} s, "
+              f"{stats_c}, pmse(400) rel. diff {abs(e_c / e - 1):.1e} to the policy's")
 
 
 if __name__ == "__main__":
