@@ -69,8 +69,9 @@ case "$cmd" in
         make_venv
         install "test,docs"
         # Two worker processes (pytest-xdist), one test module each at a time: the suite is CPU-bound
-        # and CI has 2 cores; each worker peaks at ~5.5 GB. Pass "-n 0" to run in one process.
-        exec "$VENV/bin/python" -m pytest -q -n 2 --dist loadfile --durations=25 tests "$@"
+        # and CI has 2 cores; each worker peaks at ~5.5 GB. Longest modules first (tests/conftest.py).
+        # Pass "-n 0" to run in one process.
+        exec "$VENV/bin/python" -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=25 tests "$@"
         ;;
     *)
         usage

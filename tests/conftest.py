@@ -43,3 +43,37 @@ def own_errors():
     jaxtyping.config.update("jaxtyping_disable", True)
     yield
     jaxtyping.config.update("jaxtyping_disable", False)
+
+
+# Seconds each test module takes in one worker on the 2-core CI machine (from the last full run's
+# per-test durations; modules not listed count as short). The README's test command runs two
+# pytest-xdist workers, one module each at a time (--dist loadfile), in this order
+# (--no-loadscope-reorder): longest first, so neither worker is left alone with a long module at
+# the end while the other idles.
+MODULE_SECONDS = {
+    "test_fit.py": 700, "test_transforms.py": 650, "test_stiff.py": 450, "test_notebooks.py": 420,
+    "test_theory_slow.py": 400, "test_theory.py": 320, "test_output_bias.py": 300, "test_cli.py": 220,
+    "test_figures.py": 200, "test_sweeps.py": 200, "test_output_bias_slow.py": 150,
+    "test_extensions_slow.py": 120, "test_datasets_slow.py": 100, "test_finite_size.py": 80,
+    "test_multihost.py": 70, "test_cli_universality.py": 60,
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    items.sort(key=lambda item: -MODULE_SECONDS.get(item.path.name, 0))  # stable: order within a module kept
+
+
+_module_seconds: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    name = report.nodeid.split("::")[0].rsplit("/", 1)[-1]
+    _module_seconds[name] = _module_seconds.get(name, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Seconds per test module (set up, call and tear down; the table above is refreshed from these)."""
+    if len(_module_seconds) > 1:
+        terminalreporter.write_sep("=", "seconds per test module")
+        for name, s in sorted(_module_seconds.items(), key=lambda kv: -kv[1]):
+            terminalreporter.write_line(f"{s:8.1f}  {name}")

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._checks import is_concrete
-from .._defaults import ATOL, ETA_DEPART_PER_D, ETA_DIVERGE_PER_D, NODES, RTOL
+from .._defaults import ATOL, CHORD_TOL, ETA_DEPART_PER_D, ETA_DIVERGE_PER_D, NODES, RTOL
 from .._errors import RegimeWarning
 
 #: Steps the explicit first phase may take before a solve counts as stiff.
@@ -53,18 +53,20 @@ def default_solver(state=None):
 
 
 def stiff_solver(state, *, rule: str = "vanilla", method: str = "stein", nodes: int = NODES,
-                 rtol: float = RTOL, atol: float = ATOL):
+                 rtol: float = RTOL, atol: float = ATOL, chord_tol: float = CHORD_TOL):
     """Kvaerno5 (L-stable ESDIRK). States of at most :data:`IMPLICIT_MAX_SIZE` numbers factor its
     dense Jacobian (diffrax's default root finder); larger (N-mode) states use
     :class:`aedyn.theory.StructuredChord`, which factors the Jacobian as N per-mode blocks plus a
     low-rank coupling through the overlaps (O(N K^2) per step; docs/theory.md §4). ``rule``,
-    ``method``, ``nodes``: those of the solve's right-hand side; ``rtol``, ``atol``: its tolerances."""
+    ``method``, ``nodes``: those of the solve's right-hand side; ``rtol``, ``atol``: its tolerances.
+    The chord iteration stops at ``chord_tol`` times ``rtol`` and ``atol`` (:data:`aedyn._defaults.CHORD_TOL`)."""
     from ._stiff import StructuredChord  # _stiff imports _rhs, which imports this module
 
     size = sum(x.size for x in jax.tree_util.tree_leaves(state))
+    rtol, atol = float(rtol) * float(chord_tol), float(atol) * float(chord_tol)
     if size <= IMPLICIT_MAX_SIZE:
-        return diffrax.Kvaerno5()
-    chord = StructuredChord(rtol=float(rtol), atol=float(atol), rule=rule, method=method, nodes=int(nodes))
+        return diffrax.Kvaerno5(root_finder=diffrax.VeryChord(rtol=rtol, atol=atol))
+    chord = StructuredChord(rtol=rtol, atol=atol, rule=rule, method=method, nodes=int(nodes))
     return diffrax.Kvaerno5(root_finder=chord)
 
 
