@@ -45,17 +45,18 @@ def own_errors():
     jaxtyping.config.update("jaxtyping_disable", False)
 
 
-# Seconds each test module takes in one worker on the 2-core CI machine (from the last full run's
-# per-test durations; modules not listed count as short). The README's test command runs two
+# Seconds each test module takes in one worker on the 2-core machine (the table the suite prints at
+# its end, "seconds per test module"; modules not listed count as short). The README's test command runs two
 # pytest-xdist workers, one module each at a time (--dist loadfile), in this order
 # (--no-loadscope-reorder): longest first, so neither worker is left alone with a long module at
 # the end while the other idles.
 MODULE_SECONDS = {
-    "test_fit.py": 700, "test_transforms.py": 650, "test_stiff.py": 450, "test_notebooks.py": 420,
-    "test_theory_slow.py": 400, "test_theory.py": 320, "test_output_bias.py": 300, "test_cli.py": 220,
-    "test_figures.py": 200, "test_sweeps.py": 200, "test_output_bias_slow.py": 150,
-    "test_extensions_slow.py": 120, "test_datasets_slow.py": 100, "test_finite_size.py": 80,
-    "test_multihost.py": 70, "test_cli_universality.py": 60,
+    "test_fit.py": 563, "test_stiff.py": 558, "test_transforms.py": 488, "test_theory_slow.py": 459,
+    "test_notebooks.py": 400, "test_theory.py": 260, "test_extensions_slow.py": 205, "test_figures.py": 168,
+    "test_datasets_slow.py": 161, "test_sweeps.py": 149, "test_output_bias.py": 143,
+    "test_output_bias_slow.py": 114, "test_extensions.py": 57, "test_multihost.py": 55, "test_cli.py": 48,
+    "test_finite_size.py": 46, "test_datasets.py": 28, "test_simulate_speedpath.py": 25, "test_model.py": 25,
+    "test_simulate.py": 23, "test_cli_universality.py": 13,
 }
 
 

@@ -59,13 +59,14 @@ def stiff_solver(state, *, rule: str = "vanilla", method: str = "stein", nodes: 
     :class:`aedyn.theory.StructuredChord`, which factors the Jacobian as N per-mode blocks plus a
     low-rank coupling through the overlaps (O(N K^2) per step; docs/theory.md §4). ``rule``,
     ``method``, ``nodes``: those of the solve's right-hand side; ``rtol``, ``atol``: its tolerances.
-    The chord iteration stops at ``chord_tol`` times ``rtol`` and ``atol`` (:data:`aedyn._defaults.CHORD_TOL`)."""
+    The structured chord iteration stops at ``chord_tol`` times ``rtol`` and ``atol``
+    (``CHORD_TOL`` in aedyn/_defaults.py); the dense one at ``rtol`` and ``atol`` (diffrax's default)."""
     from ._stiff import StructuredChord  # _stiff imports _rhs, which imports this module
 
     size = sum(x.size for x in jax.tree_util.tree_leaves(state))
-    rtol, atol = float(rtol) * float(chord_tol), float(atol) * float(chord_tol)
     if size <= IMPLICIT_MAX_SIZE:
-        return diffrax.Kvaerno5(root_finder=diffrax.VeryChord(rtol=rtol, atol=atol))
+        return diffrax.Kvaerno5()
+    rtol, atol = float(rtol) * float(chord_tol), float(atol) * float(chord_tol)
     chord = StructuredChord(rtol=rtol, atol=atol, rule=rule, method=method, nodes=int(nodes))
     return diffrax.Kvaerno5(root_finder=chord)
 
