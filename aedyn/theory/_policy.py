@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._checks import is_concrete
+from .._checks import check_int, check_number, is_concrete
 from .._defaults import ATOL, CHORD_TOL, ETA_DEPART_PER_D, ETA_DIVERGE_PER_D, NODES, RTOL
 from .._errors import RegimeWarning
 
@@ -62,7 +62,17 @@ def stiff_solver(state, *, rule: str = "vanilla", method: str = "stein", nodes: 
     The structured chord iteration stops at ``chord_tol`` times ``rtol`` and ``atol``
     (``CHORD_TOL`` in aedyn/_defaults.py); the dense one at ``rtol`` and ``atol`` (diffrax's default)."""
     from ._stiff import StructuredChord  # _stiff imports _rhs, which imports this module
+    from ._state import TheoryState
 
+    if not isinstance(state, TheoryState):
+        raise TypeError(f"state: expected an aedyn.theory.TheoryState, got {type(state).__name__}")
+    if not isinstance(rule, str) or rule not in ("vanilla", "truncated"):
+        raise ValueError(f"rule: the theory covers 'vanilla' and 'truncated', got {rule!r}")
+    if method not in METHODS:
+        raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
+    nodes = check_int(nodes, "nodes", lo=2)
+    for name, x in (("rtol", rtol), ("atol", atol), ("chord_tol", chord_tol)):
+        check_number(x, name, lo=0.0, lo_open=True)
     size = sum(x.size for x in jax.tree_util.tree_leaves(state))
     if size <= IMPLICIT_MAX_SIZE:
         return diffrax.Kvaerno5()
