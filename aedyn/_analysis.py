@@ -15,6 +15,7 @@ import optimistix as optx
 
 from ._data import Covariance
 from .theory import TheoryState, theory_params, theory_pmse
+from .theory._solve import state_covariance
 
 @dataclasses.dataclass(frozen=True)
 class Plateau:
@@ -76,9 +77,10 @@ def pca_gap(traj) -> float:
 
 
 def _unpack(y, template: TheoryState) -> TheoryState:
-    wt, vs, C, b, c = y
+    wt, vs, C, b, c, Cg = y
     M = C @ C.T
-    return TheoryState(wt, vs, M, b, template.activation, template.tied, template.D, c)
+    Mg = None if Cg is None else Cg @ jnp.swapaxes(Cg, 1, 2)
+    return TheoryState(wt, vs, M, b, template.activation, template.tied, template.D, c, Mg, template.groups)
 
 
 def _minimise(y0, template, params, *, rtol, atol, max_steps):
@@ -98,12 +100,14 @@ def long_time_limit(
     """The local minimum of pmse reached downhill from ``state`` (a stable fixed point of the
     vanilla flow): (pmse, state, converged). For untied sigmoidal networks the infimum lies at
     infinite decoder norm, and the value returned approaches it from above."""
-    params = theory_params(cov, 1.0)
-    z = state.full_moment()
-    # M = C C^T keeps the bulk moment PSD; a jittered Cholesky factor starts it.
+    params = theory_params(state_covariance(state, cov), 1.0, groups=state.groups)
+    z = state.moment_sum()
+    # M = C C^T keeps the bulk (and group) moments PSD; jittered Cholesky factors start them.
     n = state.M.shape[0]
-    C = jnp.linalg.cholesky(state.M + 1e-12 * jnp.eye(n, dtype=state.M.dtype) * (1 + jnp.trace(z)))
-    y0 = (state.wt, state.vs, C, state.b, state.c)
+    jitter = 1e-12 * jnp.eye(n, dtype=state.M.dtype) * (1 + jnp.trace(z))
+    C = jnp.linalg.cholesky(state.M + jitter)
+    Cg = None if state.Mg is None else jnp.linalg.cholesky(state.Mg + jitter[None])
+    y0 = (state.wt, state.vs, C, state.b, state.c, Cg)
     return _minimise(y0, state, params, rtol=rtol, atol=atol, max_steps=max_steps)
 
 
@@ -125,7 +129,7 @@ def plateau_levels(
     ``restarts`` BFGS runs from random O(1) factors. An output bias is left out (the levels are
     those of the network without c).
     """
-    params = theory_params(cov, 1.0)
+    params = theory_params(state_covariance(state, cov), 1.0, groups=state.groups)
     key = jax.random.key(0) if key is None else key
     K, N = state.wt.shape
     levels = [float(theory_pmse(state.scale(0.0), params))]
@@ -143,6 +147,8 @@ def plateau_levels(
                 tmpl.activation,
                 tmpl.tied,
                 tmpl.D,
+                Mg=None if tmpl.Mg is None else jnp.zeros_like(tmpl.Mg),
+                groups=tmpl.groups,
             )
             return theory_pmse(s, params)
 

@@ -196,8 +196,19 @@ class Covariance(eqx.Module):
         second moment (docs/theory.md §6), so ``spiked_covariance(...).full().merged()`` is the
         spikes+bulk form again. Returns ``self`` when no group of two or more is found, when the
         group does not beat the current bulk, or under a trace."""
-        if not is_concrete(self.eigvals, self.bulk) or self.n_modes < 2:
+        drop, rho_b = self._merge_plan(rtol)
+        if drop is None:
             return self
+        rho = np.asarray(self.eigvals, np.float64)
+        dt = self.eigvals.dtype
+        vecs = np.asarray(self.eigvecs)[:, ~drop]
+        return Covariance(rho[~drop].astype(dt), vecs.astype(dt), np.asarray(rho_b, dt))
+
+    def _merge_plan(self, rtol: float = MERGE_RTOL):
+        """(drop, bulk): the explicit modes that :meth:`merged` moves into the bulk (a boolean mask
+        (N,), computed on the host) and the bulk variance then; (None, None) where it changes nothing."""
+        if not is_concrete(self.eigvals, self.bulk) or self.n_modes < 2:
+            return None, None
         rho = np.asarray(self.eigvals, np.float64)
         tol = float(rtol) * max(float(np.max(np.abs(rho))), float(self.bulk), 1e-300)
         best, start = (0, 0), 0
@@ -214,10 +225,8 @@ class Covariance(eqx.Module):
             drop[best[0]:best[1]] = best[1] - best[0] >= 2
             rho_b = float(rho[drop].mean()) if drop.any() else rho_b
         if not drop.any():
-            return self
-        dt = self.eigvals.dtype
-        vecs = np.asarray(self.eigvecs)[:, ~drop]
-        return Covariance(rho[~drop].astype(dt), vecs.astype(dt), np.asarray(rho_b, dt))
+            return None, None
+        return drop, rho_b
 
     def astype(self, dtype) -> "Covariance":
         """The same covariance in another floating-point dtype."""

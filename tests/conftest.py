@@ -52,7 +52,7 @@ def own_errors():
 # the end while the other idles.
 MODULE_SECONDS = {
     "test_fit.py": 563, "test_stiff.py": 558, "test_transforms.py": 488, "test_theory_slow.py": 459,
-    "test_notebooks.py": 400, "test_theory.py": 260, "test_extensions_slow.py": 205, "test_figures.py": 168,
+    "test_notebooks.py": 400, "test_theory.py": 260, "test_merge.py": 250, "test_extensions_slow.py": 205, "test_figures.py": 168,
     "test_datasets_slow.py": 161, "test_sweeps.py": 149, "test_output_bias.py": 143,
     "test_output_bias_slow.py": 114, "test_extensions.py": 57, "test_multihost.py": 55, "test_cli.py": 48,
     "test_finite_size.py": 46, "test_datasets.py": 28, "test_simulate_speedpath.py": 25, "test_model.py": 25,

@@ -5,6 +5,7 @@ from ._policy import (
     IMPLICIT_MAX_SIZE as IMPLICIT_MAX_SIZE,
     METHODS as METHODS,
     default_solver as default_solver,
+    mode_groups as mode_groups,
     regime as regime,
     resolve_method as resolve_method,
     stiff_solver as stiff_solver,
@@ -24,5 +25,6 @@ from ._state import (
     TheoryState as TheoryState,
     init_state as init_state,
     init_state_random as init_state_random,
+    merge_modes as merge_modes,
     state_overlaps as state_overlaps,
 )

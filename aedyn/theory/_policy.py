@@ -18,14 +18,18 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._checks import check_int, check_number, is_concrete
-from .._defaults import ATOL, CHORD_TOL, ETA_DEPART_PER_D, ETA_DIVERGE_PER_D, NODES, RTOL
+from .._defaults import ATOL, CHORD_TOL, ETA_DEPART_PER_D, ETA_DIVERGE_PER_D, MERGE_RTOL, NODES, RTOL
 from .._errors import RegimeWarning
 
 #: Steps the explicit first phase may take before a solve counts as stiff.
 EXPLICIT_STEPS = 4096
 #: States up to this many numbers factor a dense Jacobian in the implicit phase; larger ones a
-#: structured one (block-diagonal over modes plus a low-rank coupling).
-IMPLICIT_MAX_SIZE = 1024
+#: structured one (block-diagonal over modes plus a low-rank coupling). Measured (jitted solve
+#: after compilation, 2-core CPU, benchmarks/RESULTS.md 2026-12-06 fourth session): at 80 numbers
+#: (spikes+bulk, K = 4) the two paths cost the same within 0.8-1.4x; at 200 the structured one is
+#: 7x faster, at 416 28x. Small states stay dense: there batched solves equal separate ones to
+#: 1e-12 (the structured chord's looser tolerance moves them by ~1e-10).
+IMPLICIT_MAX_SIZE = 128
 
 METHODS = ("stein", "gradient")
 
@@ -44,6 +48,34 @@ def resolve_method(method: str, activation, tied: bool, bias: bool) -> str:
             "activation (linear, erf, relu); use method='gradient' (or 'auto')"
         )
     return method
+
+
+def mode_groups(eigvals, K: int, Z: int, rtol: float) -> tuple[tuple[int, int], ...]:
+    """The runs ``(start, stop)`` of explicit modes to merge into group moments (docs/theory.md §6).
+
+    A run extends while ``rho_start - rho_i <= rtol * rho_start + MERGE_RTOL * rho_max`` (eigvals
+    descending): at ``rtol = MERGE_RTOL`` only equal eigenvalues merge (exact); a larger ``rtol``
+    bins the spectrum (an approximation: each bin evolves at its mean eigenvalue). The leading
+    min(K, N) modes stay explicit (the overlaps report their cosines), and a run is merged only
+    when it is longer than Z, the size of its moment's side, where merging saves numbers."""
+    rho = np.asarray(eigvals, np.float64)
+    if rho.ndim != 1 or not np.all(np.isfinite(rho)):
+        raise ValueError(f"eigvals: expected a 1-D array of finite eigenvalues, got shape {rho.shape}")
+    K, Z = check_int(K, "K", lo=1), check_int(Z, "Z", lo=1)
+    check_number(rtol, "rtol", lo=0.0)
+    N = len(rho)
+    if N == 0:
+        return ()
+    floor = MERGE_RTOL * max(float(np.max(np.abs(rho))), 1e-300)
+    out, start = [], min(K, N)
+    while start < N:
+        stop = start + 1
+        while stop < N and rho[start] - rho[stop] <= rtol * abs(rho[start]) + floor:
+            stop += 1
+        if stop - start > Z:
+            out.append((start, stop))
+        start = stop
+    return tuple(out)
 
 
 def default_solver(state=None):

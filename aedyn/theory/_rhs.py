@@ -6,7 +6,8 @@ the mode only through rho_tau:
     d wt_tau/dt = -eta_W (rho_tau/D) (A_Q wt_tau + A_RT vs_tau)       - kappa wt_tau
     d vs_tau/dt = -eta_V ((rho_tau/D) A_R wt_tau + A_T vs_tau)         - kappa vs_tau
 
-and the bulk moment obeys dM/dt = L M + M L^T with the same matrix L(rho_bulk). A trained output
+and the bulk moment obeys dM/dt = L M + M L^T with the same matrix L(rho_bulk) (each merged group
+of equal eigenvalues likewise, dM_g/dt = L_g M_g + M_g L_g^T with L_g = L(rho_g)). A trained output
 bias c (factors cs_tau = c . u_tau / sqrt(D)) adds, with A_C = d pmse / dC (C_k = v^k . c / D),
 
     d vs_tau/dt += -eta_V A_C cs_tau,      d cs_tau/dt = -eta_c (A_C . vs_tau + cs_tau)
@@ -49,6 +50,8 @@ class TheoryParams(eqx.Module):
         rho: (N,) explicit eigenvalues of the input covariance.
         bulk: () variance of each of the ``n_bulk`` bulk directions.
         n_bulk: number of bulk directions (static).
+        rho_g: (G,) eigenvalue of each merged group of modes (the state's ``Mg``), or ``None``.
+        n_g: (G,) number of modes in each group (static).
     """
 
     lr: LearningRates
@@ -56,10 +59,15 @@ class TheoryParams(eqx.Module):
     rho: Float[Array, "*batch N"]
     bulk: Float[Array, "*batch"]
     n_bulk: int = eqx.field(static=True)
+    rho_g: Float[Array, "*batch G"] | None = None
+    n_g: tuple[int, ...] = eqx.field(static=True, default=())
 
     @property
     def trace(self):
-        return jnp.sum(self.rho) + self.bulk * self.n_bulk
+        tr = jnp.sum(self.rho, axis=-1) + self.bulk * self.n_bulk
+        if self.rho_g is not None:
+            tr = tr + jnp.sum(self.rho_g * jnp.asarray(self.n_g, self.rho_g.dtype), axis=-1)
+        return tr
 
 
 def _gradient_coefficients(Q, R, T0, b, C, c2, state, params, rule, nodes):
@@ -141,12 +149,16 @@ def modes(state: TheoryState) -> Float[Array, "Z N"]:
 
 
 def moments(state: TheoryState, params: TheoryParams):
-    """(S, S_r): the second moment of the factors over all D directions, S = sum_tau z z^T + M,
-    and the same weighted by the variances, S_r = sum_tau (rho_tau / D) z z^T + (bulk / D) M. Every
-    overlap is an entry of one of them (docs/theory.md §4)."""
+    """(S, S_r): the second moment of the factors over all D directions, S = sum_tau z z^T + M
+    (+ sum_g M_g), and the same weighted by the variances, S_r = sum_tau (rho_tau / D) z z^T +
+    (bulk / D) M (+ sum_g (rho_g / D) M_g). Every overlap is an entry of one of them
+    (docs/theory.md §4, §6)."""
     z = modes(state)
     S = z @ z.T + state.M
     Sr = (z * (params.rho / state.D)[None, :]) @ z.T + (params.bulk / state.D) * state.M
+    if state.Mg is not None:
+        S = S + jnp.sum(state.Mg, axis=-3)
+        Sr = Sr + jnp.tensordot(params.rho_g / state.D, state.Mg, 1)
     return S, Sr
 
 
@@ -224,9 +236,13 @@ def flow(state: TheoryState, params: TheoryParams, coeffs) -> TheoryState:
     L = L0 + (params.bulk / state.D) * L1
     M = state.M
     dM = jnp.where(params.n_bulk > 0, L @ M + M @ L.T, jnp.zeros_like(M))
+    dMg = None
+    if state.Mg is not None:  # each merged group's moment, with its own L_g = L0 + (rho_g / D) L1
+        Lg = L0[None] + (params.rho_g / state.D)[:, None, None] * L1[None]
+        dMg = Lg @ state.Mg + state.Mg @ jnp.swapaxes(Lg, 1, 2)
     dwt, dvs, dcs = split_modes(state, dz)
     dbias = None if state.b is None else -params.lr.b * coeffs[4]
-    return TheoryState(dwt, dvs, dM, dbias, state.activation, state.tied, state.D, dcs)
+    return TheoryState(dwt, dvs, dM, dbias, state.activation, state.tied, state.D, dcs, dMg, state.groups)
 
 
 def theory_pmse(state: TheoryState, params: TheoryParams, nodes=NODES) -> Float[Array, ""]:

@@ -29,7 +29,7 @@ from jaxtyping import ArrayLike, Real
 
 from .._checks import check_int, check_number, check_times, is_concrete, require_x64
 from .._data import Covariance
-from .._defaults import ATOL, LR, MAX_STEPS, NODES, RTOL, log_times
+from .._defaults import ATOL, LR, MAX_STEPS, MERGE_RTOL, NODES, RTOL, log_times
 from .._errors import SolveError
 from .._model import AutoEncoder
 from .._compat import lineax_shard_map_compat
@@ -37,15 +37,34 @@ from .._rules import LearningRatesLike, Scalar, check_weight_decay, learning_rat
 from .._trajectory import Trajectory
 from ._policy import EXPLICIT_STEPS, default_solver, regime, resolve_method, stiff_solver, warn_regime
 from ._rhs import TheoryParams, rhs, theory_pmse
-from ._state import TheoryState, init_state, state_overlaps
+from ._state import (
+    TheoryState,
+    check_groups,
+    explicit_modes,
+    group_members,
+    init_state,
+    merge_layout,
+    state_overlaps,
+)
 
 
-def theory_params(cov: Covariance, lr: LearningRatesLike = LR, weight_decay: Scalar = 0.0) -> TheoryParams:
-    """The :class:`TheoryParams` of a covariance, learning rates and weight decay (float64)."""
+def theory_params(cov: Covariance, lr: LearningRatesLike = LR, weight_decay: Scalar = 0.0,
+                  groups: Sequence[tuple[int, int]] = ()) -> TheoryParams:
+    """The :class:`TheoryParams` of a covariance, learning rates and weight decay (float64), for a
+    state whose explicit modes ``groups`` (``TheoryState.groups``) are merged: each group then
+    evolves at its mean eigenvalue (its common one when the merge is exact)."""
     require_x64("aedyn.theory")
     dt = jnp.float64
+    rho = cov.eigvals.astype(dt)
+    rho_g, n_g = None, ()
+    if groups:
+        groups = check_groups(groups, cov.n_modes)
+        n_g = tuple(b - a for a, b in groups)
+        members, ids = group_members(groups)
+        rho_g = jax.ops.segment_sum(rho[members], ids, len(groups)) / jnp.asarray(n_g, dt)
+        rho = rho[explicit_modes(groups, cov.n_modes)]
     return TheoryParams(
-        learning_rates(lr, dt), jnp.asarray(weight_decay, dt), cov.eigvals.astype(dt), cov.bulk.astype(dt), cov.n_bulk
+        learning_rates(lr, dt), jnp.asarray(weight_decay, dt), rho, cov.bulk.astype(dt), cov.n_bulk, rho_g, n_g
     )
 
 
@@ -162,9 +181,19 @@ def _solve_core(plan: _Plan, x):
         ys, stats = _integrate(plan, plan.adjoint, x)
     _, params, _ = x
     e = jax.vmap(lambda s: theory_pmse(s, params, plan.nodes))(ys)
-    ov = jax.vmap(lambda s: state_overlaps(s, params.rho, params.bulk))(ys)
+    ov = jax.vmap(lambda s: state_overlaps(s, params.rho, params.bulk, params.rho_g))(ys)
     stats["successful"] = stats["successful"] & jnp.all(jnp.isfinite(e))
     return ys, e, ov, stats
+
+
+def state_covariance(state: TheoryState, cov: Covariance) -> Covariance:
+    """``cov``, or ``cov.merged()`` where the state is laid out on it (a state that a solve from a
+    network returned: its largest group of equal eigenvalues became the bulk)."""
+    if cov.n_bulk == 0:
+        merged = cov.merged()
+        if merged.n_bulk > 0 and state.wt.shape[-1] == merged.n_modes - sum(b - a for a, b in state.groups):
+            return merged
+    return cov
 
 
 def _initial_state(init, cov: Covariance) -> TheoryState:
@@ -179,8 +208,16 @@ def _initial_state(init, cov: Covariance) -> TheoryState:
     if isinstance(init, TheoryState):
         if init.D != cov.dim:
             raise ValueError(f"cov: dimension {cov.dim} does not match the state's D = {init.D}")
-        if init.wt.shape[-1] != cov.n_modes:
-            raise ValueError(f"cov: the state has {init.wt.shape[-1]} explicit modes, the covariance {cov.n_modes}")
+        try:
+            groups = check_groups(init.groups, cov.n_modes, "init.groups")
+        except ValueError as err:
+            raise ValueError(f"cov: does not fit the state's merged groups: {err}") from None
+        n_kept = cov.n_modes - sum(b - a for a, b in groups)
+        if init.wt.shape[-1] != n_kept:
+            merged = f" ({cov.n_modes - n_kept} merged in {len(groups)} groups)" if groups else ""
+            raise ValueError(
+                f"cov: the state has {init.wt.shape[-1]} explicit modes, the covariance {n_kept}{merged}"
+            )
         if init.wt.dtype != jnp.float64:
             raise TypeError(f"init: the theory state must be float64, got {init.wt.dtype}")
         if is_concrete(init):
@@ -210,6 +247,7 @@ def solve(
     progress: bool = False,
     nodes: int = NODES,
     throw: bool = True,
+    merge_rtol: float = MERGE_RTOL,
 ) -> Trajectory:
     """Solve the theory from a network's exact order parameters (or a :class:`TheoryState`).
 
@@ -221,7 +259,9 @@ def solve(
         cov: the input covariance; a spiked model (few eigenpairs + isotropic bulk) is solved in
             the reduced spikes+bulk form whose cost does not grow with D. From a network, the
             largest group of equal eigenvalues is merged into the bulk first (``cov.merged()``,
-            exact). Other N-mode states that turn stiff continue with a structured implicit
+            exact), and every other run of equal eigenvalues into one group moment
+            (:func:`aedyn.theory.merge_modes`, ``merge_rtol``). Other N-mode states that turn
+            stiff continue with a structured implicit
             solver (O(N K^2) per step, :class:`aedyn.theory.StructuredChord`).
         lr: eta for all weights, or a mapping with keys "W", "V", "b", "c".
         ts: (n,) increasing times t = steps / D (default: 100 log-spaced times from 0.01 to 100).
@@ -241,6 +281,11 @@ def solve(
         nodes: Gauss-Hermite nodes for activations without closed-form kernels.
         throw: raise if the solve fails (:class:`SolveError` outside a trace, an
             ``equinox.error_if`` error inside one); else NaNs and ``stats["successful"]`` False.
+        merge_rtol: from a network, explicit modes whose eigenvalues agree within this relative
+            tolerance share one group moment (docs/theory.md §6). The default MERGE_RTOL merges
+            equal eigenvalues only (exact); a larger value bins the spectrum, an **approximation**
+            (each bin evolves at its mean eigenvalue; measured error in docs/theory.md §6). A
+            :class:`TheoryState` keeps its own layout (``merge_modes`` merges one).
 
     Returns:
         A :class:`Trajectory`: ``ts``, ``pmse`` (n,), ``overlaps`` (n, ...), the final ``state``,
@@ -249,9 +294,19 @@ def solve(
         inside the theory's regime, 1 past the learning rate where SGD departs from it by 5%, 2
         where SGD diverges — with a :class:`aedyn.RegimeWarning` outside a trace) and ``config``.
     """
+    check_number(merge_rtol, "merge_rtol", lo=0.0)
+    layout = None  # host eigenvalues of the explicit modes, for the merge of groups
     if isinstance(init, AutoEncoder) and isinstance(cov, Covariance):
+        if is_concrete(cov.eigvals, cov.bulk):
+            drop, _ = cov._merge_plan()
+            layout = np.asarray(cov.eigvals, np.float64)
+            layout = layout if drop is None else layout[~drop]
         cov = cov.merged()  # equal eigenvalues share one bulk moment (exact; docs/theory.md §6)
+    elif isinstance(init, TheoryState) and isinstance(cov, Covariance):
+        cov = state_covariance(init, cov)
     state0 = _initial_state(init, cov)
+    if layout is not None:
+        state0 = merge_layout(state0, layout, merge_rtol)
     require_x64("aedyn.theory.solve")
     if not isinstance(rule, str) or rule not in ("vanilla", "truncated"):
         raise ValueError(f"rule: the theory covers 'vanilla' and 'truncated', got {rule!r}")
@@ -273,7 +328,7 @@ def solve(
     ts = jnp.asarray(ts, jnp.float64)
     if ts.ndim != 1:
         raise ValueError(f"ts: expected a 1-D array of times, got shape {ts.shape}")
-    params = theory_params(cov, lr, weight_decay)
+    params = theory_params(cov, lr, weight_decay, state0.groups)
     code = regime(params.lr, state0.D)
     warn_regime(code, state0.D, "solve")
     state0 = state0.scale(jnp.asarray(init_scale, jnp.float64))
@@ -309,6 +364,7 @@ def solve(
     K = state0.K
     info = {
         "kind": "theory", "D": state0.D, "K": K, "modes": int(state0.wt.shape[-1]), "bulk_directions": cov.n_bulk,
+        "groups": [list(g) for g in state0.groups], "merge_rtol": float(merge_rtol),
         "activation": state0.activation.name, "rule": rule, "tied": state0.tied, "bias": state0.b is not None,
         "output_bias": state0.c is not None,
         "method": method, "solver": type(solver or default_solver()).__name__,

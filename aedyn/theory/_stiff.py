@@ -44,14 +44,33 @@ from ._state import TheoryState
 
 
 def _pieces(s: TheoryState):
-    """(z (Z, N), M (Z, Z), b (K,) or (0,)) of a state-shaped pytree."""
+    """(z (Z, N), Ms (1 + G, Z, Z): the bulk moment then the G group moments, b (K,) or (0,)) of a
+    state-shaped pytree."""
     b = jnp.zeros((0,), s.wt.dtype) if s.b is None else s.b
-    return modes(s), s.M, b
+    Ms = s.M[None] if s.Mg is None else jnp.concatenate([s.M[None], s.Mg])
+    return modes(s), Ms, b
 
 
-def _join(like: TheoryState, z, M, b) -> TheoryState:
+def _join(like: TheoryState, z, Ms, b) -> TheoryState:
     wt, vs, cs = split_modes(like, z)
-    return TheoryState(wt, vs, M, None if like.b is None else b, like.activation, like.tied, like.D, cs)
+    Mg = None if like.Mg is None else Ms[1:]
+    return TheoryState(wt, vs, Ms[0], None if like.b is None else b, like.activation, like.tied, like.D, cs,
+                       Mg, like.groups)
+
+
+def _moment_rates(params: TheoryParams, D: int):
+    """(rates (1 + G,): variance / D of the bulk and of each group, active (1 + G,): whether each
+    moment moves; the bulk's does not when there is no bulk direction)."""
+    rb = jnp.reshape(params.bulk / D, (1,))
+    if params.rho_g is None:
+        return rb, jnp.asarray([params.n_bulk > 0])
+    return jnp.concatenate([rb, params.rho_g / D]), jnp.asarray([params.n_bulk > 0] + [True] * len(params.n_g))
+
+
+def _moment_flow(L0, L1, Ms, rates, active):
+    """dM/dt = L M + M L^T for every moment of the stack, L = L0 + rate L1 (zero where inactive)."""
+    Ls = L0[None] + rates[:, None, None] * L1[None]
+    return jnp.where(active[:, None, None], Ls @ Ms + Ms @ jnp.swapaxes(Ls, 1, 2), jnp.zeros_like(Ms))
 
 
 def _inv_small(A: Float[Array, "N Z Z"]) -> Float[Array, "N Z Z"]:
@@ -82,9 +101,9 @@ class _Factors(eqx.Module):
     at the linearisation point, dL0/dp, dL1/dp, d(bias drift)/dp) and the LU of the capacitance."""
 
     modes: Float[Array, "N Z Z"]
-    moment: tuple[Float[Array, "Y Y"], Int[Array, " Y"]]  # LU factors
+    moment: tuple[Float[Array, "G1 Y Y"], Int[Array, "G1 Y"]]  # LU factors, one per moment
     z: Float[Array, "Z N"]
-    M: Float[Array, "Z Z"]
+    Ms: Float[Array, "G1 Z Z"]
     dL0: Float[Array, "P Z Z"]
     dL1: Float[Array, "P Z Z"]
     dbias: Float[Array, "P K"]
@@ -93,25 +112,29 @@ class _Factors(eqx.Module):
     cap: tuple[Float[Array, "P P"], Int[Array, " P"]]  # LU of I - V W, W = (I - gamma B)^-1 gamma U
 
 
-def _block_solve(f: _Factors, z, M, b):
+def _moment_solve(moment, Ms):
+    return jax.vmap(lambda lu, piv, M: jsl.lu_solve((lu, piv), M.reshape(-1)).reshape(M.shape))(*moment, Ms)
+
+
+def _block_solve(f: _Factors, z, Ms, b):
     """(I - gamma B)^-1 applied to a state's pieces (the bias has no diagonal block: identity)."""
     z = jnp.sum(f.modes * z.T[:, None, :], axis=2).T  # (broadcast products beat a batched dot on CPU)
-    M = jsl.lu_solve(f.moment, M.reshape(-1)).reshape(M.shape)
-    return z, M, b
+    return z, _moment_solve(f.moment, Ms), b
 
 
-def _linear_point(f: _Factors, state: TheoryState, A, Ar, M, b):
-    """The change of p (flattened, (P,)) for the moment changes S = A + A^T + M and
-    S_r = Ar + Ar^T + (bulk / D) M."""
-    S = A + A.T + M
-    Sr = Ar + Ar.T + (f.params.bulk / state.D) * M
+def _linear_point(f: _Factors, state: TheoryState, A, Ar, Ms, b):
+    """The change of p (flattened, (P,)) for the moment changes S = A + A^T + sum_m M_m and
+    S_r = Ar + Ar^T + sum_m (variance_m / D) M_m."""
+    rates, _ = _moment_rates(f.params, state.D)
+    S = A + A.T + jnp.sum(Ms, axis=0)
+    Sr = Ar + Ar.T + jnp.tensordot(rates, Ms, 1)
     return ravel_pytree(point_from_moments(S, Sr, b if state.b is not None else None, state))[0]
 
 
-def _apply_V(f: _Factors, state: TheoryState, z, M, b):
-    """V x: the change of p along a state-shaped direction (z, M, b), flattened to (P,)."""
+def _apply_V(f: _Factors, state: TheoryState, z, Ms, b):
+    """V x: the change of p along a state-shaped direction (z, Ms, b), flattened to (P,)."""
     r = (f.params.rho / state.D)[None, :]
-    return _linear_point(f, state, f.z @ z.T, (f.z * r) @ z.T, M, b)
+    return _linear_point(f, state, f.z @ z.T, (f.z * r) @ z.T, Ms, b)
 
 
 def _apply_U(f: _Factors, state: TheoryState, c):
@@ -120,9 +143,7 @@ def _apply_U(f: _Factors, state: TheoryState, c):
     L0 = jnp.tensordot(c, f.dL0, 1)
     L1 = jnp.tensordot(c, f.dL1, 1)
     z = L0 @ f.z + (params.rho / state.D)[None, :] * (L1 @ f.z)
-    L = L0 + (params.bulk / state.D) * L1
-    M = jnp.where(params.n_bulk > 0, L @ f.M + f.M @ L.T, jnp.zeros_like(f.M))
-    return z, M, c @ f.dbias
+    return z, _moment_flow(L0, L1, f.Ms, *_moment_rates(params, state.D)), c @ f.dbias
 
 
 def factor(state: TheoryState, params: TheoryParams, gamma: ScalarLike, *, rule: str, method: str,
@@ -130,10 +151,10 @@ def factor(state: TheoryState, params: TheoryParams, gamma: ScalarLike, *, rule:
     """Factor I - gamma J(state) (J the Jacobian of :func:`rhs`) for :func:`solve_factored`."""
     pf, unravel_p = ravel_pytree(overlap_point(state, params))
     P = pf.size
-    z, M, _ = _pieces(state)
+    z, Ms, _ = _pieces(state)
     Z, N = z.shape
     r = params.rho / state.D
-    rb = params.bulk / state.D
+    rates, active = _moment_rates(params, state.D)
 
     def drift(q):  # (L0, L1, bias drift) as functions of p: all that the flow takes from p
         coeffs = coefficients_at(unravel_p(q), state, params, rule=rule, method=method, nodes=nodes)
@@ -146,18 +167,19 @@ def factor(state: TheoryState, params: TheoryParams, gamma: ScalarLike, *, rule:
 
     eye = jnp.eye(Z, dtype=z.dtype)
     inv = _inv_small(eye[None] - gamma * (L0[None] + r[:, None, None] * L1[None]))
-    L = L0 + rb * L1
-    # vec(L M + M L^T) = (L kron I + I kron L) vec(M), row-major; no bulk: M is constant.
-    Bm = jnp.kron(L, eye) + jnp.kron(eye, L) if params.n_bulk > 0 else jnp.zeros((Z * Z, Z * Z), z.dtype)
-    moment = jsl.lu_factor(jnp.eye(Z * Z, dtype=z.dtype) - gamma * Bm)
-    f = _Factors(inv, moment, z, M, dL0, dL1, dbias, jnp.asarray(gamma, z.dtype), params,
+    # vec(L M + M L^T) = (L kron I + I kron L) vec(M), row-major, for each moment (L = L0 + rate
+    # L1); an inactive moment (no bulk direction) is constant.
+    Ls = L0[None] + rates[:, None, None] * L1[None]
+    Bm = jnp.where(active[:, None, None], jax.vmap(lambda L: jnp.kron(L, eye) + jnp.kron(eye, L))(Ls), 0.0)
+    moment = jax.vmap(jsl.lu_factor)(jnp.eye(Z * Z, dtype=z.dtype)[None] - gamma * Bm)
+    f = _Factors(inv, moment, z, Ms, dL0, dL1, dbias, jnp.asarray(gamma, z.dtype), params,
                  jsl.lu_factor(jnp.eye(P, dtype=z.dtype)))  # capacitance: set below
 
     # Capacitance I - V W, all P columns at once (W = (I - gamma B)^-1 gamma U): batched products.
     eye_p = jnp.eye(P, dtype=z.dtype)
-    Uz, UM, Ub = jax.vmap(lambda e: _apply_U(f, state, gamma * e))(eye_p)  # (P, Z, N), (P, Z, Z), (P, K)
+    Uz, UM, Ub = jax.vmap(lambda e: _apply_U(f, state, gamma * e))(eye_p)  # (P, Z, N), (P, G1, Z, Z), (P, K)
     Wz = jnp.matmul(inv, jnp.transpose(Uz, (2, 1, 0)))  # (N, Z, P)
-    WM = jsl.lu_solve(moment, UM.reshape(P, -1).T).T.reshape(UM.shape)
+    WM = jax.vmap(lambda Ms: _moment_solve(moment, Ms))(UM)
     A = (z @ Wz.reshape(N, -1)).reshape(Z, Z, P)  # A[:, :, j] = sum_tau z_tau (W e_j)_tau^T: one GEMM
     Ar = ((z * r[None, :]) @ Wz.reshape(N, -1)).reshape(Z, Z, P)
     VW = jax.vmap(lambda A, Ar, M, b: _linear_point(f, state, A, Ar, M, b),
