@@ -179,7 +179,8 @@ def factor(state: TheoryState, params: TheoryParams, gamma: ScalarLike, *, rule:
     eye_p = jnp.eye(P, dtype=z.dtype)
     Uz, UM, Ub = jax.vmap(lambda e: _apply_U(f, state, gamma * e))(eye_p)  # (P, Z, N), (P, G1, Z, Z), (P, K)
     Wz = jnp.matmul(inv, jnp.transpose(Uz, (2, 1, 0)))  # (N, Z, P)
-    WM = jax.vmap(lambda Ms: _moment_solve(moment, Ms))(UM)
+    WM = jax.vmap(lambda lu, piv, U: jsl.lu_solve((lu, piv), U.reshape(P, -1).T).T.reshape(U.shape),
+                  in_axes=(0, 0, 1), out_axes=1)(*moment, UM)  # per moment, all P columns in one solve
     A = (z @ Wz.reshape(N, -1)).reshape(Z, Z, P)  # A[:, :, j] = sum_tau z_tau (W e_j)_tau^T: one GEMM
     Ar = ((z * r[None, :]) @ Wz.reshape(N, -1)).reshape(Z, Z, P)
     VW = jax.vmap(lambda A, Ar, M, b: _linear_point(f, state, A, Ar, M, b),
