@@ -5,6 +5,8 @@
 #     text_representation:
 #       extension: .py
 #       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.7
 #   kernelspec:
 #     display_name: Python 3
 #     language: python
@@ -21,6 +23,8 @@
 # **Run it anywhere.** The first cell installs aedyn where it is missing (on Colab: set
 # `AEDYN_REPO_URL`, or edit `REPO_URL`, to the aedyn repository); in a checkout it installs nothing.
 # `SMALL` (the default on a CPU) keeps the run short; on a GPU or TPU runtime the full size runs.
+# Full size (`AEDYN_NOTEBOOK_SIZE=full`) on a 2-core CPU: 381 s (4096 theory solves in 29 s, 7.1 ms
+# each), measured 2026-12-06.
 
 # %%
 import importlib.util
