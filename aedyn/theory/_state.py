@@ -257,16 +257,15 @@ def state_overlaps(state: TheoryState, rho, bulk, rho_g=None) -> Overlaps:
     M = state.full_moment()
     Q, R, T, T0 = order_parameters(state.wt, vs, M, rho, bulk, state.D)
     K = state.K
+    Mall = state.moment_sum()
     if state.Mg is not None:  # the groups' share: (rho_g / D) M_g in Q, R, T; M_g in T0
         if rho_g is None:
             raise ValueError(f"rho_g: the state merges {len(state.groups)} groups of modes; pass their eigenvalues")
         Mr = state._expand(jnp.tensordot(rho_g / state.D, state.Mg, 1))
-        Mu = state._expand(jnp.sum(state.Mg, axis=-3))
         Q = Q + Mr[:K, :K]
         R = R + Mr[K : 2 * K, :K]
         T = T + Mr[K : 2 * K, K : 2 * K]
-        T0 = T0 + Mu[K : 2 * K, K : 2 * K]
-    Mall = state.moment_sum()
+        T0 = T0 + (Mall - M)[K : 2 * K, K : 2 * K]
     P = min(K, state.wt.shape[1])
     wn = jnp.sqrt(jnp.sum(state.wt**2, 1) + jnp.diagonal(Mall)[:K])
     vn = jnp.sqrt(jnp.sum(vs**2, 1) + jnp.diagonal(Mall)[K : 2 * K])
