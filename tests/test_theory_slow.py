@@ -69,18 +69,8 @@ def compare_with_sgd(
         # by O(1/sqrt(D)) in time (2-4% at D = 1000, over seeds): the band allows a 5% time shift there.
         (1000, (3.0, 5.0), "erf"),
         (1000, (3.0, 5.0), "linear"),
-        pytest.param(
-            1000, (3.0, 5.0, 9.0, 17.0), "erf",
-            marks=pytest.mark.xfail(
-                strict=False,
-                reason="measured: SGD at eta=0.1 leaves the first-order regime after t~13: the ODE's fastest "
-                "mode rate times the SGD step 1/D (eta rho_max/D^2 T0 ...) reaches 0.54 at t=13, 1.2 at t=25, "
-                "6.9 at t=200; the SGD pmse stalls and fluctuates at 35-60 while the ODE falls to 5.2. "
-                "One-step Monte Carlo agrees, so the drift is right; see the issue 3 report.",
-            ),
-        ),
     ],
-    ids=["standard-erf", "standard-linear", "K4-D1000-erf"],
+    ids=["standard-erf", "standard-linear"],
 )
 def test_trajectory_matches_sgd(D, strengths, activation):
     # float64 SGD; the initial weights are init_autoencoder(key(1), ..., dtype=float64).
@@ -89,6 +79,23 @@ def test_trajectory_matches_sgd(D, strengths, activation):
     assert not bad.any(), (
         f"|ODE - SGD mean| > max(3% mean, 3 SEM, 5% time shift) at t = {ts[bad]}: ODE {ode[bad]}, SGD {mean[bad]} +- {sem[bad]}"
     )
+
+
+def test_sgd_leaves_the_first_order_regime_with_strong_spikes():
+    """A measured limit of the first-order theory, not covered by the regime check (which scales
+    with eta / D at spike strengths (2, 1), docs/finite_size.md): with spikes up to 17 at D = 1000
+    and eta = 0.1 (eta / D = 1e-4), the fastest mode's rate times the SGD step 1/D reaches 0.54 at
+    t ~ 13 and 1.2 at t ~ 25. SGD follows the ODE (within 3%) while that product is small, then
+    stalls at a pmse of 35-60 while the ODE falls on. One-step Monte Carlo at these states agrees
+    with the drift (the theory is right; SGD is no longer first-order). Measured (2 seeds):
+    SGD / ODE = 0.995-1.005 for t <= 5, 2.65 at t = 68, 4.10 at t = 100."""
+    ts, ode, mean, sem, ratio = compare_with_sgd(1000, (3.0, 5.0, 9.0, 17.0), "erf", seeds=2, t_max=100.0,
+                                                 n_times=25)
+    early, late = ts <= 5.0, ts >= 60.0
+    assert late.sum() >= 2
+    np.testing.assert_allclose(mean[early], ode[early], rtol=0.03)
+    assert np.all(mean[late] > 2.0 * ode[late]), (ts[late], mean[late], ode[late])
+    assert np.all(mean[late] > 30.0) and ode[-1] < 10.0, (mean[late], ode[-1])
 
 
 # -- long horizons ----------------------------------------------------------------------------------
