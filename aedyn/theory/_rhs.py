@@ -228,21 +228,37 @@ def split_modes(like: TheoryState, z):
     return wt, vs, cs
 
 
+def moment_stack(state: TheoryState) -> Float[Array, "G1 Z Z"]:
+    """The bulk moment, then the G merged groups' moments: (1 + G, Z, Z)."""
+    return state.M[None] if state.Mg is None else jnp.concatenate([state.M[None], state.Mg])
+
+
+def moment_rates(params: TheoryParams, D: int):
+    """(rates (1 + G,): variance / D of the bulk and of each group, active (1 + G,): whether each
+    moment moves; the bulk's does not when there is no bulk direction)."""
+    rb = jnp.reshape(params.bulk / D, (1,))
+    if params.rho_g is None:
+        return rb, jnp.asarray([params.n_bulk > 0])
+    return jnp.concatenate([rb, params.rho_g / D]), jnp.asarray([params.n_bulk > 0] + [True] * len(params.n_g))
+
+
+def moment_flow(L0, L1, Ms, rates, active):
+    """dM/dt = L M + M L^T for every moment of a stack, L = L0 + rate L1 (zero where inactive)
+    (docs/theory.md §4, §6)."""
+    Ls = L0[None] + rates[:, None, None] * L1[None]
+    return jnp.where(active[:, None, None], Ls @ Ms + Ms @ jnp.swapaxes(Ls, 1, 2), jnp.zeros_like(Ms))
+
+
 def flow(state: TheoryState, params: TheoryParams, coeffs) -> TheoryState:
-    """d state / dt for given coefficients: linear in the factors and the moment, mode by mode."""
+    """d state / dt for given coefficients: linear in the factors and the moments, mode by mode."""
     L0, L1 = generator(state, params, coeffs)
     z = modes(state)
     dz = L0 @ z + (params.rho / state.D)[None, :] * (L1 @ z)
-    L = L0 + (params.bulk / state.D) * L1
-    M = state.M
-    dM = jnp.where(params.n_bulk > 0, L @ M + M @ L.T, jnp.zeros_like(M))
-    dMg = None
-    if state.Mg is not None:  # each merged group's moment, with its own L_g = L0 + (rho_g / D) L1
-        Lg = L0[None] + (params.rho_g / state.D)[:, None, None] * L1[None]
-        dMg = Lg @ state.Mg + state.Mg @ jnp.swapaxes(Lg, 1, 2)
+    dMs = moment_flow(L0, L1, moment_stack(state), *moment_rates(params, state.D))
     dwt, dvs, dcs = split_modes(state, dz)
     dbias = None if state.b is None else -params.lr.b * coeffs[4]
-    return TheoryState(dwt, dvs, dM, dbias, state.activation, state.tied, state.D, dcs, dMg, state.groups)
+    dMg = None if state.Mg is None else dMs[1:]
+    return TheoryState(dwt, dvs, dMs[0], dbias, state.activation, state.tied, state.D, dcs, dMg, state.groups)
 
 
 def theory_pmse(state: TheoryState, params: TheoryParams, nodes=NODES) -> Float[Array, ""]:

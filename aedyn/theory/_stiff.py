@@ -34,6 +34,9 @@ from ._rhs import (
     TheoryParams,
     coefficients_at,
     generator,
+    moment_flow,
+    moment_rates,
+    moment_stack,
     modes,
     moments,
     overlap_point,
@@ -47,8 +50,7 @@ def _pieces(s: TheoryState):
     """(z (Z, N), Ms (1 + G, Z, Z): the bulk moment then the G group moments, b (K,) or (0,)) of a
     state-shaped pytree."""
     b = jnp.zeros((0,), s.wt.dtype) if s.b is None else s.b
-    Ms = s.M[None] if s.Mg is None else jnp.concatenate([s.M[None], s.Mg])
-    return modes(s), Ms, b
+    return modes(s), moment_stack(s), b
 
 
 def _join(like: TheoryState, z, Ms, b) -> TheoryState:
@@ -56,21 +58,6 @@ def _join(like: TheoryState, z, Ms, b) -> TheoryState:
     Mg = None if like.Mg is None else Ms[1:]
     return TheoryState(wt, vs, Ms[0], None if like.b is None else b, like.activation, like.tied, like.D, cs,
                        Mg, like.groups)
-
-
-def _moment_rates(params: TheoryParams, D: int):
-    """(rates (1 + G,): variance / D of the bulk and of each group, active (1 + G,): whether each
-    moment moves; the bulk's does not when there is no bulk direction)."""
-    rb = jnp.reshape(params.bulk / D, (1,))
-    if params.rho_g is None:
-        return rb, jnp.asarray([params.n_bulk > 0])
-    return jnp.concatenate([rb, params.rho_g / D]), jnp.asarray([params.n_bulk > 0] + [True] * len(params.n_g))
-
-
-def _moment_flow(L0, L1, Ms, rates, active):
-    """dM/dt = L M + M L^T for every moment of the stack, L = L0 + rate L1 (zero where inactive)."""
-    Ls = L0[None] + rates[:, None, None] * L1[None]
-    return jnp.where(active[:, None, None], Ls @ Ms + Ms @ jnp.swapaxes(Ls, 1, 2), jnp.zeros_like(Ms))
 
 
 def _inv_small(A: Float[Array, "N Z Z"]) -> Float[Array, "N Z Z"]:
@@ -125,7 +112,7 @@ def _block_solve(f: _Factors, z, Ms, b):
 def _linear_point(f: _Factors, state: TheoryState, A, Ar, Ms, b):
     """The change of p (flattened, (P,)) for the moment changes S = A + A^T + sum_m M_m and
     S_r = Ar + Ar^T + sum_m (variance_m / D) M_m."""
-    rates, _ = _moment_rates(f.params, state.D)
+    rates, _ = moment_rates(f.params, state.D)
     S = A + A.T + jnp.sum(Ms, axis=0)
     Sr = Ar + Ar.T + jnp.tensordot(rates, Ms, 1)
     return ravel_pytree(point_from_moments(S, Sr, b if state.b is not None else None, state))[0]
@@ -143,7 +130,7 @@ def _apply_U(f: _Factors, state: TheoryState, c):
     L0 = jnp.tensordot(c, f.dL0, 1)
     L1 = jnp.tensordot(c, f.dL1, 1)
     z = L0 @ f.z + (params.rho / state.D)[None, :] * (L1 @ f.z)
-    return z, _moment_flow(L0, L1, f.Ms, *_moment_rates(params, state.D)), c @ f.dbias
+    return z, moment_flow(L0, L1, f.Ms, *moment_rates(params, state.D)), c @ f.dbias
 
 
 def factor(state: TheoryState, params: TheoryParams, gamma: ScalarLike, *, rule: str, method: str,
@@ -154,7 +141,7 @@ def factor(state: TheoryState, params: TheoryParams, gamma: ScalarLike, *, rule:
     z, Ms, _ = _pieces(state)
     Z, N = z.shape
     r = params.rho / state.D
-    rates, active = _moment_rates(params, state.D)
+    rates, active = moment_rates(params, state.D)
 
     def drift(q):  # (L0, L1, bias drift) as functions of p: all that the flow takes from p
         coeffs = coefficients_at(unravel_p(q), state, params, rule=rule, method=method, nodes=nodes)
