@@ -4,10 +4,12 @@ from ._policy import (
     EXPLICIT_STEPS as EXPLICIT_STEPS,
     IMPLICIT_MAX_SIZE as IMPLICIT_MAX_SIZE,
     METHODS as METHODS,
+    STIFF_PID as STIFF_PID,
     default_solver as default_solver,
     mode_groups as mode_groups,
     regime as regime,
     resolve_method as resolve_method,
+    stiff_controller as stiff_controller,
     stiff_solver as stiff_solver,
     warn_regime as warn_regime,
 )

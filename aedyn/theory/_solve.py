@@ -35,7 +35,15 @@ from .._model import AutoEncoder
 from .._compat import lineax_shard_map_compat
 from .._rules import LearningRatesLike, Scalar, check_weight_decay, learning_rates
 from .._trajectory import Trajectory
-from ._policy import EXPLICIT_STEPS, default_solver, regime, resolve_method, stiff_solver, warn_regime
+from ._policy import (
+    EXPLICIT_STEPS,
+    default_solver,
+    regime,
+    resolve_method,
+    stiff_controller,
+    stiff_solver,
+    warn_regime,
+)
 from ._rhs import TheoryParams, rhs, theory_pmse
 from ._state import (
     TheoryState,
@@ -104,11 +112,11 @@ def _integrate(plan: _Plan, adjoint, x):
     term = diffrax.ODETerm(lambda t, y, args: rhs(t, y, args, rule=plan.rule, method=plan.method, nodes=plan.nodes))
     meter = diffrax.TqdmProgressMeter() if plan.progress else diffrax.NoProgressMeter()
 
-    def run(solver, y0, t0, max_steps):
+    def run(solver, y0, t0, max_steps, controller=None):
         return diffrax.diffeqsolve(
             term, solver, t0=t0, t1=ts[-1], dt0=None, y0=y0, args=params,
             saveat=diffrax.SaveAt(ts=jnp.maximum(ts, t0)),
-            stepsize_controller=diffrax.PIDController(rtol=plan.rtol, atol=plan.atol),
+            stepsize_controller=controller or diffrax.PIDController(rtol=plan.rtol, atol=plan.atol),
             max_steps=max_steps, throw=False, adjoint=adjoint, progress_meter=meter,
         )
 
@@ -123,7 +131,8 @@ def _integrate(plan: _Plan, adjoint, x):
         k, st, t_r = _restart_point(state0, ys, ts)
         last = jax.tree_util.tree_map(lambda y: y[-1], ys)
         y0 = jax.tree_util.tree_map(lambda a, b: jnp.where(stiff, a, b), st, last)
-        second = run(plan.stiff, y0, jnp.where(stiff, t_r, ts[-1]), plan.max_steps - plan.explicit_steps)
+        second = run(plan.stiff, y0, jnp.where(stiff, t_r, ts[-1]), plan.max_steps - plan.explicit_steps,
+                     stiff_controller(plan.rtol, plan.atol))
         keep = (jnp.arange(ts.shape[0]) <= k) | ~stiff
         ys = jax.tree_util.tree_map(
             lambda a, b: jnp.where(keep.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), ys, second.ys
