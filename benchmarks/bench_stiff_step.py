@@ -3,7 +3,8 @@
     python benchmarks/bench_stiff_step.py [K] [--chord-tols RTOL ATOL ...]
 
 Kvaerno5 + StructuredChord on the spiked (3, 5) ``.full()`` at D = 1024 (1024 explicit modes), from
-the state at t = 200 (eta = 1) to t = 400, rtol 1e-7; baseline in the same run: the same stretch on
+the state at t = 200 (eta = 1) to t = 400, rtol 1e-7, the policy's step-size controller
+(``theory.stiff_controller``); baseline in the same run: the same stretch on
 the spikes+bulk form (2 modes) with diffrax's dense Kvaerno5. Then the jitted pieces of one step:
 a factorisation of I - gamma J (``factor``), one chord solve (``solve_factored``) and, for scale,
 one evaluation of the right-hand side. ``--chord-tols``: also run the structured stretch with the
@@ -40,7 +41,7 @@ def step_cost(net, cov, chord_tols=None):
     @jax.jit
     def run(s0):
         sol = diffrax.diffeqsolve(term, solver, 200.0, 400.0, None, s0, params, saveat=diffrax.SaveAt(t1=True),
-                                  stepsize_controller=diffrax.PIDController(rtol=1e-7, atol=1e-10),
+                                  stepsize_controller=theory.stiff_controller(rtol=1e-7, atol=1e-10),
                                   max_steps=100_000)
         return sol.stats, theory.theory_pmse(jax.tree_util.tree_map(lambda x: x[-1], sol.ys), params)
 
