@@ -313,7 +313,8 @@ def sweep_theory(cov: Covariance, *, K: int = 2, grid: Mapping[str, Any] | None 
         probe, **{k: kw[k] for k in ("rule", "method", "rtol", "atol")})
     settings = {"activation": act.name, "bias": bias, "output_bias": output_bias, **kw,
                 "solver": type(solver or theory.default_solver()).__name__,
-                "stiff_solver": None if stiff is None else type(stiff).__name__}
+                "stiff_solver": None if stiff is None else type(stiff).__name__,
+                "stiff_pid": None if stiff is None else list(theory.STIFF_PID)}
     net_kw = dict(activation=act, bias=bias, output_bias=output_bias, dtype=jnp.float64)
     return _sweep("theory", cov, K, grid, configs, base, ts, net_kw, kw,
                   settings, devices, chunk_size, out, progress, callback)

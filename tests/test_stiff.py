@@ -123,6 +123,7 @@ def test_full_spectrum_with_output_bias_stiff_path_equals_reduced_form():
     full = theory.solve(theory.init_state(net, cov.full()), cov.full(), lr=0.5, ts=ts)
     ref = theory.solve(theory.init_state(net, cov), cov, lr=0.5, ts=ts)
     assert bool(full.stats["implicit"]) and full.config["stiff_solver"] == "Kvaerno5"
+    assert full.config["stiff_pid"] == list(theory.STIFF_PID)
     np.testing.assert_allclose(full.pmse, ref.pmse, rtol=1e-6)
 
 

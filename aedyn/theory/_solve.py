@@ -37,6 +37,7 @@ from .._rules import LearningRatesLike, Scalar, check_weight_decay, learning_rat
 from .._trajectory import Trajectory
 from ._policy import (
     EXPLICIT_STEPS,
+    STIFF_PID,
     default_solver,
     regime,
     resolve_method,
@@ -378,6 +379,7 @@ def solve(
         "output_bias": state0.c is not None,
         "method": method, "solver": type(solver or default_solver()).__name__,
         "stiff_solver": None if plan.stiff is None else type(plan.stiff).__name__,
+        "stiff_pid": None if plan.stiff is None else list(STIFF_PID),
         "explicit_steps": plan.explicit_steps, "rtol": float(rtol), "atol": float(atol), "max_steps": max_steps,
     }
     hyper = {"lr_W": params.lr.W, "lr_V": params.lr.V, "lr_b": params.lr.b, "lr_c": params.lr.c,
