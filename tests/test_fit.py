@@ -103,7 +103,7 @@ def test_fit_recovers_spikes(cov, observed):
 @pytest.mark.slow
 def test_optimised_settings_reach_target_sooner(cov):
     target, budget = 0.7, 300.0
-    r = fit.optimise_time_to_target(cov, target, budget=budget, K=K, seeds=range(5), max_steps=40,
+    r = fit.optimise_time_to_target(cov, target, budget=budget, K=K, seeds=range(5), max_steps=15,
                                      curve_kw=TSIT5)
     assert r.params["lr_W"] <= 0.5 + 1e-9 and r.params["lr_V"] <= 0.5 + 1e-9
     ts = np.geomspace(1e-2, budget, 200)

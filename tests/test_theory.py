@@ -264,9 +264,9 @@ def test_explicit_solver_jit_vmap_grad(small_problem, solver):
     assert np.isfinite(g_lr) and np.isfinite(g_s)
     np.testing.assert_allclose(g_lr, fd_lr, rtol=1e-4)
     np.testing.assert_allclose(g_s, fd_s, rtol=1e-4)
-    # vmap over learning rates of the gradient, too.
-    gv = jax.vmap(jax.grad(f, argnums=0), in_axes=(0, None))(lrs, 0.1)
-    assert np.all(np.isfinite(np.asarray(gv)))
+    if isinstance(solver, diffrax.Tsit5):  # vmap of the gradient, too (Kvaerno5's would compile for ~40 s more)
+        gv = jax.vmap(jax.grad(f, argnums=0), in_axes=(0, None))(lrs, 0.1)
+        np.testing.assert_allclose(gv[1], g_lr, rtol=1e-10)
 
 
 def test_regime_warning_and_flag_outside_the_first_order_regime():
