@@ -74,6 +74,9 @@ def main(argv=None) -> int:
             rc, took, err = run_once(folder, delay)
             if rc == 0:
                 print(f"  signal at {delay:.2f} s came after the end ({took:.1f} s): not counted")
+                # Draw later delays from this run's duration: a reference run timed while the machine
+                # was busier (a parallel test worker) would otherwise let most signals come too late.
+                full = min(full, took)
                 continue
             counted += 1
             problems = complete(folder)
