@@ -51,9 +51,9 @@ def own_errors():
 # (--no-loadscope-reorder): longest first, so neither worker is left alone with a long module at
 # the end while the other idles.
 MODULE_SECONDS = {
-    "test_transforms.py": 480, "test_fit.py": 250, "test_stiff.py": 300, "test_notebooks.py": 503,
-    "test_theory_slow.py": 425, "test_merge.py": 313, "test_theory.py": 274, "test_extensions_slow.py": 230,
-    "test_figures.py": 179, "test_datasets_slow.py": 158, "test_output_bias.py": 137, "test_sweeps.py": 147,
+    "test_transforms.py": 488, "test_notebooks.py": 429, "test_theory_slow.py": 409, "test_stiff.py": 408,
+    "test_fit.py": 285, "test_theory.py": 266, "test_merge.py": 237, "test_extensions_slow.py": 205,
+    "test_figures.py": 179, "test_sweeps.py": 167, "test_datasets_slow.py": 158, "test_output_bias.py": 137,
     "test_output_bias_slow.py": 118, "test_extensions.py": 73, "test_multihost.py": 69, "test_cli.py": 59,
     "test_finite_size.py": 57, "test_datasets.py": 39, "test_model.py": 32,
     "test_simulate_speedpath.py": 32, "test_simulate.py": 30, "test_cli_universality.py": 17,
