@@ -220,6 +220,10 @@ def test_default_solver_policy_explicit_then_stiff():
     ts = aedyn.log_times(3000.0, 20)  # eta t = 3000: converged, stiff
     long = theory.solve(net, cov, lr=1.0, ts=ts)
     assert long.config["solver"] == "Kvaerno5" and "stiff" in long.config["solver_note"]
+    # Outside a trace the implicit phase continues from the explicit one's saves (two programs);
+    # under jit both phases run in one: the same numbers.
+    traced = jax.jit(lambda lr: theory.solve(net, cov, lr=lr, ts=ts).pmse)(1.0)
+    np.testing.assert_allclose(np.asarray(long.pmse), np.asarray(traced), rtol=1e-13)
     ref = theory.solve(net, cov, lr=1.0, ts=ts, solver=diffrax.Kvaerno5())
     np.testing.assert_allclose(np.asarray(long.pmse), np.asarray(ref.pmse), rtol=1e-6)
     early = theory.solve(net, cov, lr=1.0, ts=ts[ts <= 50.0], solver=diffrax.Tsit5())

@@ -103,37 +103,46 @@ def _restart_point(state0, ys, ts):
     return k, state, jnp.where(k >= 0, ts[kk], jnp.zeros((), ts.dtype))
 
 
-def _integrate(plan: _Plan, adjoint, x):
-    """(states at ts, stats) of the solve of ``x = (state0, params, ts)`` with a given adjoint."""
+def _guard(x):
+    """A non-finite start (possible only under a trace: concrete input is checked) takes no step:
+    every save time becomes 0, the state stays non-finite and the solve reports failure."""
     state0, params, ts = x
-    # A non-finite start (possible only under a trace: concrete input is checked) takes no step:
-    # every save time becomes 0, the state stays non-finite and the solve reports failure.
     finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(a)) for a in jax.tree_util.tree_leaves((state0, params))]))
-    ts = jnp.where(finite, ts, jnp.zeros_like(ts))
+    return state0, params, jnp.where(finite, ts, jnp.zeros_like(ts))
+
+
+def _run(plan: _Plan, adjoint, x, solver, y0, t0, max_steps, controller=None):
+    _, params, ts = x
     term = diffrax.ODETerm(lambda t, y, args: rhs(t, y, args, rule=plan.rule, method=plan.method, nodes=plan.nodes))
     meter = diffrax.TqdmProgressMeter() if plan.progress else diffrax.NoProgressMeter()
+    return diffrax.diffeqsolve(
+        term, solver, t0=t0, t1=ts[-1], dt0=None, y0=y0, args=params,
+        saveat=diffrax.SaveAt(ts=jnp.maximum(ts, t0)),
+        stepsize_controller=controller or diffrax.PIDController(rtol=plan.rtol, atol=plan.atol),
+        max_steps=max_steps, throw=False, adjoint=adjoint, progress_meter=meter,
+    )
 
-    def run(solver, y0, t0, max_steps, controller=None):
-        return diffrax.diffeqsolve(
-            term, solver, t0=t0, t1=ts[-1], dt0=None, y0=y0, args=params,
-            saveat=diffrax.SaveAt(ts=jnp.maximum(ts, t0)),
-            stepsize_controller=controller or diffrax.PIDController(rtol=plan.rtol, atol=plan.atol),
-            max_steps=max_steps, throw=False, adjoint=adjoint, progress_meter=meter,
-        )
 
-    zero = jnp.zeros((), ts.dtype)
-    first = run(plan.solver or default_solver(), state0, zero, plan.explicit_steps)
-    ys, result, steps = first.ys, first.result, first.stats["num_steps"]
+def _first_phase(plan: _Plan, adjoint, x):
+    """(states at ts, result, steps) of the explicit phase (of the user's solver when given)."""
+    state0, _, ts = x
+    first = _run(plan, adjoint, x, plan.solver or default_solver(), state0, jnp.zeros((), ts.dtype),
+                 plan.explicit_steps)
+    return first.ys, first.result, first.stats["num_steps"]
+
+
+def _second_phase(plan: _Plan, adjoint, x, ys, result, steps):
+    """(states at ts, stats): where the explicit budget ran out (stiff), the implicit phase from the
+    last state the first phase saved. Otherwise it starts at t1 and takes no step."""
+    state0, _, ts = x
     implicit = jnp.zeros((), bool)
     if plan.stiff is not None:
-        # Stiff (the explicit budget ran out): continue implicitly from the last saved state.
-        # Otherwise the second phase starts at t1 and takes no step.
         stiff = result == diffrax.RESULTS.max_steps_reached
         k, st, t_r = _restart_point(state0, ys, ts)
         last = jax.tree_util.tree_map(lambda y: y[-1], ys)
         y0 = jax.tree_util.tree_map(lambda a, b: jnp.where(stiff, a, b), st, last)
-        second = run(plan.stiff, y0, jnp.where(stiff, t_r, ts[-1]), plan.max_steps - plan.explicit_steps,
-                     stiff_controller(plan.rtol, plan.atol))
+        second = _run(plan, adjoint, x, plan.stiff, y0, jnp.where(stiff, t_r, ts[-1]),
+                      plan.max_steps - plan.explicit_steps, stiff_controller(plan.rtol, plan.atol))
         keep = (jnp.arange(ts.shape[0]) <= k) | ~stiff
         ys = jax.tree_util.tree_map(
             lambda a, b: jnp.where(keep.reshape((-1,) + (1,) * (a.ndim - 1)), a, b), ys, second.ys
@@ -148,6 +157,12 @@ def _integrate(plan: _Plan, adjoint, x):
         "implicit": implicit,
     }
     return ys, stats
+
+
+def _integrate(plan: _Plan, adjoint, x):
+    """(states at ts, stats) of the solve of ``x = (state0, params, ts)`` with a given adjoint."""
+    x = _guard(x)
+    return _second_phase(plan, adjoint, x, *_first_phase(plan, adjoint, x))
 
 
 def _both_modes(plan: _Plan, x):
@@ -182,6 +197,13 @@ def _both_modes(plan: _Plan, x):
     return solve_x(x)
 
 
+def _outputs(plan: _Plan, params, ys, stats):
+    e = jax.vmap(lambda s: theory_pmse(s, params, plan.nodes))(ys)
+    ov = jax.vmap(lambda s: state_overlaps(s, params.rho, params.bulk, params.rho_g))(ys)
+    stats["successful"] = stats["successful"] & jnp.all(jnp.isfinite(e))
+    return ys, e, ov, stats
+
+
 @eqx.filter_jit
 def _solve_core(plan: _Plan, x):
     """(states, pmse, overlaps, stats): the compiled solve, cached by equinox on ``plan``."""
@@ -189,11 +211,18 @@ def _solve_core(plan: _Plan, x):
         ys, stats = _both_modes(plan, x)
     else:
         ys, stats = _integrate(plan, plan.adjoint, x)
-    _, params, _ = x
-    e = jax.vmap(lambda s: theory_pmse(s, params, plan.nodes))(ys)
-    ov = jax.vmap(lambda s: state_overlaps(s, params.rho, params.bulk, params.rho_g))(ys)
-    stats["successful"] = stats["successful"] & jnp.all(jnp.isfinite(e))
-    return ys, e, ov, stats
+    return _outputs(plan, x[1], ys, stats)
+
+
+@eqx.filter_jit
+def _continue_core(plan: _Plan, x, ys, steps):
+    """:func:`_solve_core` for a stiff solve whose explicit phase already ran (``ys``, ``steps``:
+    what it saved and the steps it took, its budget spent): only the implicit phase (outside a
+    trace; the same numbers as the two phases in one program, whose primal uses this adjoint)."""
+    adjoint = plan.adjoint or diffrax.RecursiveCheckpointAdjoint()
+    x = _guard(x)
+    ys, stats = _second_phase(plan, adjoint, x, ys, diffrax.RESULTS.max_steps_reached, steps)
+    return _outputs(plan, x[1], ys, stats)
 
 
 def state_covariance(state: TheoryState, cov: Covariance) -> Covariance:
@@ -352,11 +381,12 @@ def solve(
     x = (state0, params, ts)
     concrete = is_concrete(x)
     if concrete and plan.stiff is not None:
-        # Outside a trace, try the explicit phase alone first (compiles in half the time); only a
-        # stiff solve runs the whole two-phase program. Same numbers as under a trace.
+        # Outside a trace, the explicit phase alone first (compiles in half the time); only a stiff
+        # solve compiles and runs the implicit phase, from where the first one stopped. Same
+        # numbers as under a trace.
         ys, e, ov, stats = _solve_core(dataclasses.replace(plan, stiff=None), x)
         if bool(stats["max_steps_reached"]):
-            ys, e, ov, stats = _solve_core(plan, x)
+            ys, e, ov, stats = _continue_core(plan, x, ys, stats["num_steps"])
     else:
         ys, e, ov, stats = _solve_core(plan, x)
     if throw and concrete and not bool(stats["successful"]):

@@ -12,8 +12,9 @@ and the bias drift along p, applied to each mode's factors). An implicit stage o
 Kvaerno5 solves (I - gamma J) x = r; :class:`StructuredChord` (a drop-in for diffrax's ``VeryChord``
 root finder) inverts the N small blocks and applies the Woodbury identity through a P x P
 capacitance matrix. U and V are never formed: both act through Z x Z products per mode, so a
-factorisation costs O(N Z^2 P), a chord iteration O(N Z^2), and the stored factors O(N Z^2) memory,
-instead of a dense factorisation of the (N Z)^2 Jacobian.
+factorisation costs O(N Z^4) (the capacitance from one GEMM over the modes), a chord iteration
+O(N Z^2), and the stored factors O(N Z^2) memory, instead of a dense factorisation of the (N Z)^2
+Jacobian.
 """
 
 from collections.abc import Callable
@@ -162,16 +163,20 @@ def factor(state: TheoryState, params: TheoryParams, gamma: ScalarLike, *, rule:
     f = _Factors(inv, moment, z, Ms, dL0, dL1, dbias, jnp.asarray(gamma, z.dtype), params,
                  jsl.lu_factor(jnp.eye(P, dtype=z.dtype)))  # capacitance: set below
 
-    # Capacitance I - V W, all P columns at once (W = (I - gamma B)^-1 gamma U): batched products.
-    eye_p = jnp.eye(P, dtype=z.dtype)
-    Uz, UM, Ub = jax.vmap(lambda e: _apply_U(f, state, gamma * e))(eye_p)  # (P, Z, N), (P, G1, Z, Z), (P, K)
-    Wz = jnp.matmul(inv, jnp.transpose(Uz, (2, 1, 0)))  # (N, Z, P)
+    # Capacitance I - V W (W = (I - gamma B)^-1 gamma U), all P columns at once. Column j of W on
+    # the modes is w_tau = gamma inv_tau (dL0_j + r_tau dL1_j) z_tau, and V reads it through
+    # A_j = sum_tau z_tau w_tau^T and Ar_j = sum_tau r_tau z_tau w_tau^T. Both are contractions of
+    # T_k = sum_tau r_tau^k (z_tau z_tau^T) (x) inv_tau (k = 0, 1, 2; Z^4 numbers each) with dL0 and
+    # dL1: one GEMM over the N modes instead of (P, Z, N) intermediates.
+    X = (z[:, None, :] * z[None, :, :]).reshape(Z * Z, N)
+    T = jnp.concatenate([X, X * r[None, :], X * (r**2)[None, :]]) @ inv.reshape(N, Z * Z)
+    T = T.reshape(3, Z, Z, Z, Z)  # [k, a, c, b, d]: sum_tau r_tau^k z_tau[a] z_tau[c] inv_tau[b, d]
+    A = gamma * (jnp.einsum("acbd,jdc->jab", T[0], dL0) + jnp.einsum("acbd,jdc->jab", T[1], dL1))
+    Ar = gamma * (jnp.einsum("acbd,jdc->jab", T[1], dL0) + jnp.einsum("acbd,jdc->jab", T[2], dL1))
+    UM = jax.vmap(lambda a, b: moment_flow(gamma * a, gamma * b, Ms, rates, active))(dL0, dL1)  # (P, G1, Z, Z)
     WM = jax.vmap(lambda lu, piv, U: jsl.lu_solve((lu, piv), U.reshape(P, -1).T).T.reshape(U.shape),
                   in_axes=(0, 0, 1), out_axes=1)(*moment, UM)  # per moment, all P columns in one solve
-    A = (z @ Wz.reshape(N, -1)).reshape(Z, Z, P)  # A[:, :, j] = sum_tau z_tau (W e_j)_tau^T: one GEMM
-    Ar = ((z * r[None, :]) @ Wz.reshape(N, -1)).reshape(Z, Z, P)
-    VW = jax.vmap(lambda A, Ar, M, b: _linear_point(f, state, A, Ar, M, b),
-                  in_axes=(2, 2, 0, 0), out_axes=1)(A, Ar, WM, Ub)
+    VW = jax.vmap(lambda A, Ar, M, b: _linear_point(f, state, A, Ar, M, b), out_axes=1)(A, Ar, WM, gamma * dbias)
     cap = jsl.lu_factor(jnp.eye(P, dtype=z.dtype) - VW)
     return eqx.tree_at(lambda f: f.cap, f, cap)
 
