@@ -213,6 +213,7 @@ CASES = [
     ("stiff_solver-atol-nan", lambda: theory.stiff_solver(STATE, atol=math.nan), ValueError, "atol"),
     ("stiff_solver-chord_tol-zero", lambda: theory.stiff_solver(STATE, chord_tol=0.0), ValueError, "chord_tol"),
     ("stiff_solver-chord_tol-str", lambda: theory.stiff_solver(STATE, chord_tol="100"), TypeError, "chord_tol"),
+    ("explicit_budget-state", lambda: theory.explicit_budget(NET), TypeError, "state"),
     ("stiff_controller-rtol-zero", lambda: theory.stiff_controller(rtol=0.0), ValueError, "rtol"),
     ("stiff_controller-atol-inf", lambda: theory.stiff_controller(atol=math.inf), ValueError, "atol"),
     ("stiff_controller-rtol-str", lambda: theory.stiff_controller(rtol="1e-8"), TypeError, "rtol"),

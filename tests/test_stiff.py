@@ -137,6 +137,8 @@ def test_full_spectrum_with_output_bias_stiff_path_equals_reduced_form():
     ref = theory.solve(theory.init_state(net, cov), cov, lr=0.5, ts=ts)
     assert bool(full.stats["implicit"]) and full.config["stiff_solver"] == "Kvaerno5"
     assert full.config["stiff_pid"] == list(theory.STIFF_PID)
+    assert full.config["explicit_steps"] == theory.STRUCTURED_EXPLICIT_STEPS  # the structured path's budget
+    assert ref.config["explicit_steps"] == theory.EXPLICIT_STEPS
     np.testing.assert_allclose(full.pmse, ref.pmse, rtol=1e-6)
 
 

@@ -55,6 +55,7 @@ def test_theory_sweep_stiff_configurations_redone_implicitly(cov, tmp_path):
     np.testing.assert_array_equal(res.status["implicit"], [[False, False], [True, True]])
     assert res.config["stiff_solver"] == "Kvaerno5"
     assert res.config["stiff_pid"] == list(aedyn.theory.STIFF_PID)
+    assert res.config["explicit_steps"] == aedyn.theory.EXPLICIT_STEPS  # what solve uses on this (reduced) state
     for i, lr in enumerate(grid["lr"]):
         for j, s in enumerate(grid["seed"]):
             tr = th.solve(sweeps.initial_network(s, D, K, init_scale=1.0), cov, lr=lr, ts=TS, init_scale=0.1)

@@ -5,7 +5,7 @@ The equations are not stiff while the network learns (escapes, plateaus): there 
 Tsit5 takes fewer steps than an implicit method at ~1/10 of the cost per step. Near convergence
 the fast spike directions relax at rates ~ eta rho_max / D while the bulk relaxes at
 eta sigma^2 / D (docs/theory.md §4): long horizons are stiff. So the default solve runs in two
-phases inside one trace: Tsit5 for at most :data:`EXPLICIT_STEPS` steps, then, only where that
+phases inside one trace: Tsit5 for at most :func:`explicit_budget` steps, then, only where that
 budget ran out, Kvaerno5 from the last state Tsit5 saved (an empty second phase otherwise). Under
 ``vmap`` the members that finished in the first phase cost nothing in the second.
 """
@@ -20,9 +20,19 @@ import numpy as np
 from .._checks import check_int, check_number, is_concrete
 from .._defaults import ATOL, CHORD_TOL, ETA_DEPART_PER_D, ETA_DIVERGE_PER_D, MERGE_RTOL, NODES, RTOL
 from .._errors import RegimeWarning
+from ._state import TheoryState
 
 #: Steps the explicit first phase may take before a solve counts as stiff.
 EXPLICIT_STEPS = 4096
+#: The same for states on the structured implicit path (more than :data:`IMPLICIT_MAX_SIZE`
+#: numbers). There a stiff stretch that Tsit5 crosses in thousands of stability-limited steps takes
+#: Kvaerno5 tens. Measured (benchmarks/RESULTS.md, 2026-12-07; best of two after compilation, 41
+#: log-spaced times): on the spiked (3, 5) spectrum at D = 1024 (1024 modes, K = 4) and a D = 500
+#: kernel spectrum (500 modes, K = 2), eta 0.1 and 1, eight horizons from t = 300 to 1e5, a budget
+#: of 2048 was as fast or faster in every case (all eight: 21.3 s; 4096: 24.6 s; 1024: 22.1 s).
+#: Switching as soon as Tsit5's steps are stability-limited (a stiffness detector) was slower:
+#: Kvaerno5 then takes hundreds of accuracy-limited steps at ~25 times the cost of Tsit5's.
+STRUCTURED_EXPLICIT_STEPS = 2048
 #: States up to this many numbers factor a dense Jacobian in the implicit phase; larger ones a
 #: structured one (block-diagonal over modes plus a low-rank coupling). Measured (jitted solve
 #: after compilation, 2-core CPU, benchmarks/RESULTS.md 2026-12-06 fourth session): at 80 numbers
@@ -78,6 +88,20 @@ def mode_groups(eigvals, K: int, Z: int, rtol: float) -> tuple[tuple[int, int], 
     return tuple(out)
 
 
+def state_size(state) -> int:
+    """Numbers in a state (its leaves' sizes)."""
+    return sum(x.size for x in jax.tree_util.tree_leaves(state))
+
+
+def explicit_budget(state) -> int:
+    """Steps the default policy's explicit phase may take on ``state`` before the solve counts as
+    stiff: :data:`EXPLICIT_STEPS`, or :data:`STRUCTURED_EXPLICIT_STEPS` for states that the
+    implicit phase factors in structured form (more than :data:`IMPLICIT_MAX_SIZE` numbers)."""
+    if not isinstance(state, TheoryState):
+        raise TypeError(f"state: expected an aedyn.theory.TheoryState, got {type(state).__name__}")
+    return STRUCTURED_EXPLICIT_STEPS if state_size(state) > IMPLICIT_MAX_SIZE else EXPLICIT_STEPS
+
+
 def default_solver(state=None):
     """Tsit5: the first phase of the default policy."""
     del state
@@ -94,7 +118,6 @@ def stiff_solver(state, *, rule: str = "vanilla", method: str = "stein", nodes: 
     The structured chord iteration stops at ``chord_tol`` times ``rtol`` and ``atol``
     (``CHORD_TOL`` in aedyn/_defaults.py); the dense one at ``rtol`` and ``atol`` (diffrax's default)."""
     from ._stiff import StructuredChord  # _stiff imports _rhs, which imports this module
-    from ._state import TheoryState
 
     if not isinstance(state, TheoryState):
         raise TypeError(f"state: expected an aedyn.theory.TheoryState, got {type(state).__name__}")
@@ -105,8 +128,7 @@ def stiff_solver(state, *, rule: str = "vanilla", method: str = "stein", nodes: 
     nodes = check_int(nodes, "nodes", lo=2)
     for name, x in (("rtol", rtol), ("atol", atol), ("chord_tol", chord_tol)):
         check_number(x, name, lo=0.0, lo_open=True)
-    size = sum(x.size for x in jax.tree_util.tree_leaves(state))
-    if size <= IMPLICIT_MAX_SIZE:
+    if state_size(state) <= IMPLICIT_MAX_SIZE:
         return diffrax.Kvaerno5()
     rtol, atol = float(rtol) * float(chord_tol), float(atol) * float(chord_tol)
     chord = StructuredChord(rtol=rtol, atol=atol, rule=rule, method=method, nodes=int(nodes))

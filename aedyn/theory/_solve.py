@@ -36,9 +36,9 @@ from .._compat import lineax_shard_map_compat
 from .._rules import LearningRatesLike, Scalar, check_weight_decay, learning_rates
 from .._trajectory import Trajectory
 from ._policy import (
-    EXPLICIT_STEPS,
     STIFF_PID,
     default_solver,
+    explicit_budget,
     regime,
     resolve_method,
     stiff_controller,
@@ -268,6 +268,27 @@ def _initial_state(init, cov: Covariance) -> TheoryState:
     raise TypeError(f"init: expected an AutoEncoder or a TheoryState, got {type(init).__name__}")
 
 
+def initial_layout(init: AutoEncoder | TheoryState, cov: Covariance,
+                   merge_rtol: float = MERGE_RTOL) -> tuple[TheoryState, Covariance]:
+    """(initial state, covariance) as :func:`solve` lays them out: from a network, the largest group
+    of equal eigenvalues merged into the bulk (``cov.merged()``) and other runs of equal
+    eigenvalues into group moments (``merge_rtol``); a :class:`TheoryState` as it is."""
+    check_number(merge_rtol, "merge_rtol", lo=0.0)
+    layout = None  # host eigenvalues of the explicit modes, for the merge of groups
+    if isinstance(init, AutoEncoder) and isinstance(cov, Covariance):
+        if is_concrete(cov.eigvals, cov.bulk):
+            drop, _ = cov._merge_plan()
+            layout = np.asarray(cov.eigvals, np.float64)
+            layout = layout if drop is None else layout[~drop]
+        cov = cov.merged()  # equal eigenvalues share one bulk moment (exact; docs/theory.md §6)
+    elif isinstance(init, TheoryState) and isinstance(cov, Covariance):
+        cov = state_covariance(init, cov)
+    state0 = _initial_state(init, cov)
+    if layout is not None:
+        state0 = merge_layout(state0, layout, merge_rtol)
+    return state0, cov
+
+
 def solve(
     init: AutoEncoder | TheoryState,
     cov: Covariance,
@@ -333,19 +354,7 @@ def solve(
         inside the theory's regime, 1 past the learning rate where SGD departs from it by 5%, 2
         where SGD diverges — with a :class:`aedyn.RegimeWarning` outside a trace) and ``config``.
     """
-    check_number(merge_rtol, "merge_rtol", lo=0.0)
-    layout = None  # host eigenvalues of the explicit modes, for the merge of groups
-    if isinstance(init, AutoEncoder) and isinstance(cov, Covariance):
-        if is_concrete(cov.eigvals, cov.bulk):
-            drop, _ = cov._merge_plan()
-            layout = np.asarray(cov.eigvals, np.float64)
-            layout = layout if drop is None else layout[~drop]
-        cov = cov.merged()  # equal eigenvalues share one bulk moment (exact; docs/theory.md §6)
-    elif isinstance(init, TheoryState) and isinstance(cov, Covariance):
-        cov = state_covariance(init, cov)
-    state0 = _initial_state(init, cov)
-    if layout is not None:
-        state0 = merge_layout(state0, layout, merge_rtol)
+    state0, cov = initial_layout(init, cov, merge_rtol)
     require_x64("aedyn.theory.solve")
     if not isinstance(rule, str) or rule not in ("vanilla", "truncated"):
         raise ValueError(f"rule: the theory covers 'vanilla' and 'truncated', got {rule!r}")
@@ -373,7 +382,8 @@ def solve(
     state0 = state0.scale(jnp.asarray(init_scale, jnp.float64))
     stiff = None if solver is not None else stiff_solver(state0, rule=rule, method=method, nodes=nodes,
                                                            rtol=rtol, atol=atol)
-    explicit = min(EXPLICIT_STEPS, max_steps) if stiff is not None and max_steps > EXPLICIT_STEPS else max_steps
+    budget = explicit_budget(state0)
+    explicit = budget if stiff is not None and max_steps > budget else max_steps
     plan = _Plan(rule, method, solver, stiff if explicit < max_steps else None, explicit, float(rtol), float(atol),
                  max_steps, nodes, adjoint, bool(progress))
     if plan.stiff is not None or isinstance(solver, diffrax.AbstractImplicitSolver):
