@@ -93,7 +93,7 @@ def state_size(state) -> int:
     return sum(x.size for x in jax.tree_util.tree_leaves(state))
 
 
-def explicit_budget(state) -> int:
+def explicit_budget(state: TheoryState) -> int:
     """Steps the default policy's explicit phase may take on ``state`` before the solve counts as
     stiff: :data:`EXPLICIT_STEPS`, or :data:`STRUCTURED_EXPLICIT_STEPS` for states that the
     implicit phase factors in structured form (more than :data:`IMPLICIT_MAX_SIZE` numbers)."""
