@@ -84,8 +84,9 @@ def main(argv=None) -> int:
             rc, took, err = run_once(folder, delay)
             if rc == 0:
                 print(f"  signal at {delay:.2f} s, the run exited 0 after {took:.1f} s: not counted")
-                # Draw later delays from this run's duration: a reference run timed while the machine
-                # was busier (a parallel test worker) would otherwise let most signals come too late.
+                # Draw later delays from the shortest run seen: the reference run may have been timed
+                # while the other test worker was busy. (The loop of stop 20 was not this but an
+                # ignored SIGINT, see LAUNCH; MAX_MISSED ends any such loop.)
                 full = min(full, took)
                 missed += 1
                 continue
