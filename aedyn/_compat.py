@@ -12,7 +12,8 @@ def lineax_shard_map_compat() -> None:
     shapes and dtypes only (what the check is for). Idempotent; called by ``theory.solve`` before
 an implicit solve is traced (a user may put it under ``shard_map``).
     Upstream: patrick-kidger/lineax#185 ("Issue with shard_map"); remove once a lineax release
-    fixes it (tests/test_sweeps.py and tests/test_transforms.py run Kvaerno5 under shard_map)."""
+    fixes it. (The default policy's implicit phase, Rodas5, uses no lineax solve; this matters
+    for an implicit diffrax solver the user passes.)"""
     try:
         import lineax._misc as lm
     except ImportError:  # pragma: no cover

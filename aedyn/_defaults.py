@@ -13,14 +13,6 @@ INIT_SCALE = 0.1
 T_MIN, T_MAX, N_TIMES = 1e-2, 100.0, 100
 #: Step-size control of the theory's ODE solve (relative and absolute tolerance) and its step budget.
 RTOL, ATOL, MAX_STEPS = 1e-7, 1e-10, 1_000_000
-#: The structured implicit phase (N-mode states, ``theory.StructuredChord``) stops its chord
-#: (simplified Newton) iteration at CHORD_TOL times the step controller's tolerances. Its iterate
-#: is a stage derivative, which is near 0 at convergence; at 1 x (diffrax's default, which the
-#: dense path keeps) a third to a half of the implicit steps failed to converge and were rejected.
-#: 100 x: the 1024-mode spiked spectrum at eta = 1 to t = 1e5 in 5778 steps, 37 s (was 8213,
-#: 146 s), pmse unchanged within 1e-8 of a tight solve (benchmarks/RESULTS.md). (On the dense
-#: path the gain was small, and batched solves would differ from separate ones by ~1e-10.)
-CHORD_TOL = 100.0
 #: Eigenvalues within MERGE_RTOL times the largest count as equal: merged exactly into one bulk
 #: moment by ``Covariance.merged`` (and so by ``aedyn.theory.solve``; docs/theory.md §6).
 MERGE_RTOL = 1e-10

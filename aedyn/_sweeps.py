@@ -37,7 +37,6 @@ from ._io import atomic_write, npz_bytes, run_folder
 from ._mesh import batch_mesh, devices_of, fetch, place
 from ._model import init_autoencoder
 from ._simulate import _record_steps, simulate
-from .theory._solve import initial_layout
 
 #: The parameters a sweep can vary (besides ``K``).
 PARAMETERS = ("lr", "lr_W", "lr_V", "lr_b", "lr_c", "seed", "init_scale", "weight_decay", "rho")
@@ -308,12 +307,9 @@ def sweep_theory(cov: Covariance, *, K: int = 2, grid: Mapping[str, Any] | None 
     has_bias = bias is not None or output_bias is not None
     kw = dict(rule=rule, method=theory.resolve_method(method, act, False, has_bias), solver=solver,
               rtol=rtol, atol=atol, max_steps=check_int(max_steps, "max_steps", lo=1))
-    # The state that theory.solve starts from (same layout: merged equal eigenvalues), for the policy.
-    probe, _ = initial_layout(initial_network(0, cov.dim, min(check_int(K, "K", lo=1), cov.dim), bias=bias,
-                                              output_bias=output_bias), cov)
-    budget = theory.explicit_budget(probe)
+    budget = theory.EXPLICIT_STEPS
     stiff = None if solver is not None or max_steps <= budget else theory.stiff_solver(
-        probe, **{k: kw[k] for k in ("rule", "method", "rtol", "atol")})
+        rule=kw["rule"], method=kw["method"])
     settings = {"activation": act.name, "bias": bias, "output_bias": output_bias, **kw,
                 "solver": type(solver or theory.default_solver()).__name__,
                 "stiff_solver": None if stiff is None else type(stiff).__name__,

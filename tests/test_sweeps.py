@@ -47,19 +47,19 @@ def test_theory_sweep_equals_separate_solves(cov):
 
 
 def test_theory_sweep_stiff_configurations_redone_implicitly(cov, tmp_path):
-    """Default solver: the stiff configurations (lr = 300: eta t = 3000) continue with Kvaerno5
+    """Default solver: the stiff configurations (lr = 300: eta t = 3000) continue with Rodas5
     inside the same vmapped solve; each equals its own theory.solve (same policy); resumable."""
     grid = dict(lr=[0.1, 300.0], seed=[0, 1])
     res = sweeps.sweep_theory(cov, K=K, grid=grid, ts=TS, out=tmp_path)
     assert res.status["ok"].all()
     np.testing.assert_array_equal(res.status["implicit"], [[False, False], [True, True]])
-    assert res.config["stiff_solver"] == "Kvaerno5"
+    assert res.config["stiff_solver"] == "Rodas5"
     assert res.config["stiff_pid"] == list(aedyn.theory.STIFF_PID)
     assert res.config["explicit_steps"] == aedyn.theory.EXPLICIT_STEPS  # what solve uses on this (reduced) state
     for i, lr in enumerate(grid["lr"]):
         for j, s in enumerate(grid["seed"]):
             tr = th.solve(sweeps.initial_network(s, D, K, init_scale=1.0), cov, lr=lr, ts=TS, init_scale=0.1)
-            assert tr.config["solver"] == ("Kvaerno5" if lr > 1 else "Tsit5")
+            assert tr.config["solver"] == ("Rodas5" if lr > 1 else "Tsit5")
             assert np.max(np.abs(np.asarray(tr.pmse) - res.pmse[i, j])) < 1e-10
     assert os.path.exists(tmp_path / "chunk_00000.npz")
     again = sweeps.sweep_theory(cov, K=K, grid=grid, ts=TS, out=tmp_path,
@@ -200,7 +200,7 @@ SHARDED = textwrap.dedent(
     cov = aedyn.spiked_covariance(jax.random.key(1), 500, [2.0, 1.0])
     ts = aedyn.log_times(10.0, 10)
     grid = dict(lr=[0.05, 0.1, 0.2], seed=[0, 1, 2, 3, 4])   # 15 configs: padded to 16
-    # lr = 300 (eta t = 3000) is stiff: its second pass runs Kvaerno5 under shard_map (lineax)
+    # lr = 300 (eta t = 3000) is stiff: its second pass runs Rodas5 under shard_map
     a = sweeps.sweep_theory(cov, grid={**grid, "lr": [0.05, 0.1, 300.0]}, ts=ts)
     b = sweeps.sweep_theory(cov, grid={**grid, "lr": [0.05, 0.1, 300.0]}, ts=ts, devices=1)
     assert a.config["devices"] == 8 and b.config["devices"] == 1

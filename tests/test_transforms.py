@@ -55,7 +55,7 @@ def test_solve_jit_vmap_grad_jacfwd_default_arguments(form, request):
 
 
 def test_vmapped_batch_with_stiff_members_equals_separate_solves(spiked):
-    """lr in [0.05, 3] to t = 1000: the large rates turn stiff (Kvaerno5 phase), the small ones
+    """lr in [0.05, 3] to t = 1000: the large rates turn stiff (Rodas5 phase), the small ones
     do not; the batch equals separate solves to 1e-10 relative."""
     del spiked
     cov = aedyn.spiked_covariance(jax.random.key(1), 500, (2.0, 1.0))

@@ -5,9 +5,7 @@ from ._policy import (
     IMPLICIT_MAX_SIZE as IMPLICIT_MAX_SIZE,
     METHODS as METHODS,
     STIFF_PID as STIFF_PID,
-    STRUCTURED_EXPLICIT_STEPS as STRUCTURED_EXPLICIT_STEPS,
     default_solver as default_solver,
-    explicit_budget as explicit_budget,
     mode_groups as mode_groups,
     regime as regime,
     resolve_method as resolve_method,
@@ -23,6 +21,7 @@ from ._rhs import (
     rhs as rhs,
     theory_pmse as theory_pmse,
 )
+from ._rosenbrock import Rodas5 as Rodas5
 from ._stiff import StructuredChord as StructuredChord
 from ._solve import solve as solve, theory_params as theory_params
 from ._state import (

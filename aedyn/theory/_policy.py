@@ -1,13 +1,13 @@
 """The theory's solver policy and method choice, in one place (used by ``solve``, and so by
 sweeps, objectives and fits, which are transforms of it).
 
-The equations are not stiff while the network learns (escapes, plateaus): there the explicit
-Tsit5 takes fewer steps than an implicit method at ~1/10 of the cost per step. Near convergence
-the fast spike directions relax at rates ~ eta rho_max / D while the bulk relaxes at
+The equations are not stiff at the start (the explicit Tsit5 is cheapest there), but near
+convergence the fast spike directions relax at rates ~ eta rho_max / D while the bulk relaxes at
 eta sigma^2 / D (docs/theory.md §4): long horizons are stiff. So the default solve runs in two
-phases inside one trace: Tsit5 for at most :func:`explicit_budget` steps, then, only where that
-budget ran out, Kvaerno5 from the last state Tsit5 saved (an empty second phase otherwise). Under
-``vmap`` the members that finished in the first phase cost nothing in the second.
+phases inside one trace: Tsit5 for at most :data:`EXPLICIT_STEPS` steps, then, only where that
+budget ran out, the Rosenbrock method :class:`aedyn.theory.Rodas5` from the last state Tsit5 saved
+(an empty second phase otherwise). Under ``vmap`` the members that finished in the first phase
+cost nothing in the second.
 """
 
 import warnings
@@ -18,27 +18,25 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._checks import check_int, check_number, is_concrete
-from .._defaults import ATOL, CHORD_TOL, ETA_DEPART_PER_D, ETA_DIVERGE_PER_D, MERGE_RTOL, NODES, RTOL
+from .._defaults import ATOL, ETA_DEPART_PER_D, ETA_DIVERGE_PER_D, MERGE_RTOL, NODES, RTOL
 from .._errors import RegimeWarning
-from ._state import TheoryState
 
-#: Steps the explicit first phase may take before a solve counts as stiff.
-EXPLICIT_STEPS = 4096
-#: The same for states on the structured implicit path (more than :data:`IMPLICIT_MAX_SIZE`
-#: numbers). There a stiff stretch that Tsit5 crosses in thousands of stability-limited steps takes
-#: Kvaerno5 tens. Measured (benchmarks/RESULTS.md, 2026-12-07; best of two after compilation, 41
-#: log-spaced times): on the spiked (3, 5) spectrum at D = 1024 (1024 modes, K = 4) and a D = 500
-#: kernel spectrum (500 modes, K = 2), eta 0.1 and 1, eight horizons from t = 300 to 1e5, a budget
-#: of 2048 was as fast or faster in every case (all eight: 21.3 s; 4096: 24.6 s; 1024: 22.1 s).
-#: Switching as soon as Tsit5's steps are stability-limited (a stiffness detector) was slower:
-#: Kvaerno5 then takes hundreds of accuracy-limited steps at ~25 times the cost of Tsit5's.
-STRUCTURED_EXPLICIT_STEPS = 2048
+#: Steps the explicit first phase may take before the solve continues with the implicit method.
+#: Tsit5 starts cheaply, but once the network has learnt (or an escape is fast) its steps are
+#: stability-limited, where Rodas5 takes tens of steps for Tsit5's thousands at ~10 (dense) to ~15
+#: (structured) times the cost per step. Measured (benchmarks/RESULTS.md, 2026-12-07 eighth
+#: session; best of two after compilation, 41 log-spaced times, one process per budget): on the
+#: spiked (3, 5) spectrum at D = 1024 (1024 modes and merged, K = 4), the D = 500 kernel spectrum
+#: of tests/test_stiff.py (500 modes, K = 2) and the standard example (D = 500, K = 2), eta 0.1
+#: and 1, horizons t = 10 to 1e5: a budget of 128 was the fastest in total (t = 300 to 1e5,
+#: 32 solves: 5.4 s; 256: 5.8 s; 512: 6.6 s; the former 2048 structured / 4096 dense: 12.1 s;
+#: t = 10 and 100: 0.69 s; 32: 0.90 s; former: 1.60 s).
+EXPLICIT_STEPS = 128
 #: States up to this many numbers factor a dense Jacobian in the implicit phase; larger ones a
-#: structured one (block-diagonal over modes plus a low-rank coupling). Measured (jitted solve
-#: after compilation, 2-core CPU, benchmarks/RESULTS.md 2026-12-06 fourth session): at 80 numbers
-#: (spikes+bulk, K = 4) the two paths cost the same within 0.8-1.4x; at 200 the structured one is
-#: 7x faster, at 416 28x. Small states stay dense: there batched solves equal separate ones to
-#: 1e-12 (the structured chord's looser tolerance moves them by ~1e-10).
+#: structured one (block-diagonal over modes plus a low-rank coupling). Measured with Kvaerno5
+#: (jitted solve after compilation, 2-core CPU, benchmarks/RESULTS.md 2026-12-06 fourth session;
+#: Rodas5 factors the same matrices): at 80 numbers (spikes+bulk, K = 4) the two paths cost the
+#: same within 0.8-1.4x; at 200 the structured one is 7x faster, at 416 28x.
 IMPLICIT_MAX_SIZE = 128
 
 METHODS = ("stein", "gradient")
@@ -93,62 +91,33 @@ def state_size(state) -> int:
     return sum(x.size for x in jax.tree_util.tree_leaves(state))
 
 
-def explicit_budget(state: TheoryState) -> int:
-    """Steps the default policy's explicit phase may take on ``state`` before the solve counts as
-    stiff: :data:`EXPLICIT_STEPS`, or :data:`STRUCTURED_EXPLICIT_STEPS` for states that the
-    implicit phase factors in structured form (more than :data:`IMPLICIT_MAX_SIZE` numbers)."""
-    if not isinstance(state, TheoryState):
-        raise TypeError(f"state: expected an aedyn.theory.TheoryState, got {type(state).__name__}")
-    return STRUCTURED_EXPLICIT_STEPS if state_size(state) > IMPLICIT_MAX_SIZE else EXPLICIT_STEPS
-
-
 def default_solver(state=None):
     """Tsit5: the first phase of the default policy."""
     del state
     return diffrax.Tsit5()
 
 
-def stiff_solver(state, *, rule: str = "vanilla", method: str = "stein", nodes: int = NODES,
-                 rtol: float = RTOL, atol: float = ATOL, chord_tol: float = CHORD_TOL):
-    """Kvaerno5 (L-stable ESDIRK). States of at most :data:`IMPLICIT_MAX_SIZE` numbers factor its
-    dense Jacobian (diffrax's default root finder); larger (N-mode) states use
-    :class:`aedyn.theory.StructuredChord`, which factors the Jacobian as N per-mode blocks plus a
-    low-rank coupling through the overlaps (O(N K^2) per step; docs/theory.md §4). ``rule``,
-    ``method``, ``nodes``: those of the solve's right-hand side; ``rtol``, ``atol``: its tolerances.
-    The structured chord iteration stops at ``chord_tol`` times ``rtol`` and ``atol``
-    (``CHORD_TOL`` in aedyn/_defaults.py); the dense one at ``rtol`` and ``atol`` (diffrax's default)."""
-    from ._stiff import StructuredChord  # _stiff imports _rhs, which imports this module
+def stiff_solver(*, rule: str = "vanilla", method: str = "stein", nodes: int = NODES):
+    """The implicit phase's solver: :class:`aedyn.theory.Rodas5`, a Rosenbrock method of order 5
+    that factors the exact Jacobian once per step (densely for states of at most
+    :data:`IMPLICIT_MAX_SIZE` numbers, in structured form, O(N K^2) per solve, for N-mode states;
+    docs/theory.md §4). ``rule``, ``method``, ``nodes``: those of the solve's right-hand side."""
+    from ._rosenbrock import Rodas5  # _rosenbrock imports _stiff and _rhs, which import this module
 
-    if not isinstance(state, TheoryState):
-        raise TypeError(f"state: expected an aedyn.theory.TheoryState, got {type(state).__name__}")
-    if not isinstance(rule, str) or rule not in ("vanilla", "truncated"):
-        raise ValueError(f"rule: the theory covers 'vanilla' and 'truncated', got {rule!r}")
-    if method not in METHODS:
-        raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
-    nodes = check_int(nodes, "nodes", lo=2)
-    for name, x in (("rtol", rtol), ("atol", atol), ("chord_tol", chord_tol)):
-        check_number(x, name, lo=0.0, lo_open=True)
-    if state_size(state) <= IMPLICIT_MAX_SIZE:
-        return diffrax.Kvaerno5()
-    rtol, atol = float(rtol) * float(chord_tol), float(atol) * float(chord_tol)
-    chord = StructuredChord(rtol=rtol, atol=atol, rule=rule, method=method, nodes=int(nodes))
-    return diffrax.Kvaerno5(root_finder=chord)
+    return Rodas5(rule=rule, method=method, nodes=nodes)
 
 
-#: (pcoeff, icoeff) of the implicit phase's step-size controller: a PI controller, one of diffrax's
-#: suggestions for mildly stiff problems. Its error estimate does not vary smoothly there (a step
-#: too long for the chord iteration is rejected), and diffrax's default I controller (0, 1) had
-#: about half of the implicit steps rejected. Measured (benchmarks/RESULTS.md, 2026-12-06 fifth
-#: session; spiked (3, 5), D = 1024, K = 4, erf): implicit steps 2264 -> 1127 (reduced form,
-#: eta = 1, t <= 1e5), 1682 -> 1120 (1024 modes, same), 941 -> 290 (1024 modes, eta = 0.1), the
-#: error to a tight reference unchanged.
-STIFF_PID = (0.4, 0.3)
+#: (pcoeff, icoeff) of the implicit phase's step-size controller: diffrax's I controller. Measured
+#: (benchmarks/RESULTS.md, 2026-12-07 eighth session; Rodas5 on the spiked (3, 5) spectrum at
+#: D = 1024, K = 4, from the state at t = 200 to t = 1e3 and 1e5, eta 0.1 and 1, rtol 1e-7): 31-226
+#: steps with no rejection; the PI coefficients (0.4, 0.3), which Kvaerno5 needed, took 1.5 times
+#: as many for a smaller error than asked, (0.2, 0.7) 1.1 times as many.
+STIFF_PID = (0.0, 1.0)
 
 
 def stiff_controller(rtol: float = RTOL, atol: float = ATOL) -> diffrax.PIDController:
     """The step-size controller of the default policy's implicit phase: diffrax's PIDController at
-    the solve's ``rtol``, ``atol`` with the PI coefficients :data:`STIFF_PID` (the explicit phase
-    and a solver passed by the user keep diffrax's default I controller)."""
+    the solve's ``rtol``, ``atol`` with the coefficients :data:`STIFF_PID`."""
     check_number(rtol, "rtol", lo=0.0, lo_open=True)
     check_number(atol, "atol", lo=0.0, lo_open=True)
     pcoeff, icoeff = STIFF_PID

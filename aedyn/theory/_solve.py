@@ -38,7 +38,7 @@ from .._trajectory import Trajectory
 from ._policy import (
     STIFF_PID,
     default_solver,
-    explicit_budget,
+    EXPLICIT_STEPS,
     regime,
     resolve_method,
     stiff_controller,
@@ -321,8 +321,8 @@ def solve(
             largest group of equal eigenvalues is merged into the bulk first (``cov.merged()``,
             exact), and every other run of equal eigenvalues into one group moment
             (:func:`aedyn.theory.merge_modes`, ``merge_rtol``). Other N-mode states that turn
-            stiff continue with a structured implicit
-            solver (O(N K^2) per step, :class:`aedyn.theory.StructuredChord`).
+            stiff continue with :class:`aedyn.theory.Rodas5` on a structured Jacobian (O(N K^2)
+            per solve).
         lr: eta for all weights, or a mapping with keys "W", "V", "b", "c".
         ts: (n,) increasing times t = steps / D (default: 100 log-spaced times from 0.01 to 100).
         rule: "vanilla" or "truncated".
@@ -331,7 +331,7 @@ def solve(
         method: "stein" (hand-written, closed-form kernels), "gradient" (autodiff of the
             population error; every activation, bias, output bias, tied) or "auto" (stein where it applies).
         solver: a diffrax solver; default None: the policy of :mod:`aedyn.theory` (Tsit5, the stiff
-            remainder with Kvaerno5, with a structured root finder for N-mode states;
+            remainder with the Rosenbrock method :class:`aedyn.theory.Rodas5`;
             ``stats["implicit"]`` says where).
         rtol: relative tolerance of the step-size control.
         atol: absolute tolerance of the step-size control.
@@ -380,13 +380,12 @@ def solve(
     code = regime(params.lr, state0.D)
     warn_regime(code, state0.D, "solve")
     state0 = state0.scale(jnp.asarray(init_scale, jnp.float64))
-    stiff = None if solver is not None else stiff_solver(state0, rule=rule, method=method, nodes=nodes,
-                                                           rtol=rtol, atol=atol)
-    budget = explicit_budget(state0)
+    stiff = None if solver is not None else stiff_solver(rule=rule, method=method, nodes=nodes)
+    budget = EXPLICIT_STEPS
     explicit = budget if stiff is not None and max_steps > budget else max_steps
     plan = _Plan(rule, method, solver, stiff if explicit < max_steps else None, explicit, float(rtol), float(atol),
                  max_steps, nodes, adjoint, bool(progress))
-    if plan.stiff is not None or isinstance(solver, diffrax.AbstractImplicitSolver):
+    if isinstance(solver, diffrax.AbstractImplicitSolver):
         lineax_shard_map_compat()  # implicit solves under shard_map (lineax#185)
     x = (state0, params, ts)
     concrete = is_concrete(x)
@@ -405,7 +404,7 @@ def solve(
         reason = "max_steps reached" if bool(stats["max_steps_reached"]) else "the solver failed"
         raise SolveError(
             f"solve: the ODE solve failed{where}: {reason} after {int(stats['num_steps'])} steps. Try a larger "
-            "max_steps, looser tolerances or an implicit solver (solver=diffrax.Kvaerno5())."
+            "max_steps, looser tolerances or an implicit solver (solver=aedyn.theory.Rodas5())."
         )
     if throw and not concrete:
         e = eqx.error_if(e, ~stats["successful"], "solve: the ODE solve failed (max_steps reached or non-finite "

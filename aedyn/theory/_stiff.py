@@ -8,13 +8,14 @@ of two Z x Z moments of the factors (:func:`moments`). So the Jacobian of the ri
     J = blockdiag(B_1, ..., B_N, B_M, 0_b) + U V,
 
 V = dp/dstate (P x n: the linearised moments) and U = dflow/dp (n x P: the derivatives of L0, L1
-and the bias drift along p, applied to each mode's factors). An implicit stage of diffrax's
-Kvaerno5 solves (I - gamma J) x = r; :class:`StructuredChord` (a drop-in for diffrax's ``VeryChord``
-root finder) inverts the N small blocks and applies the Woodbury identity through a P x P
-capacitance matrix. U and V are never formed: both act through Z x Z products per mode, so a
-factorisation costs O(N Z^4) (the capacitance from one GEMM over the modes), a chord iteration
-O(N Z^2), and the stored factors O(N Z^2) memory, instead of a dense factorisation of the (N Z)^2
-Jacobian.
+and the bias drift along p, applied to each mode's factors). :func:`factor` and
+:func:`solve_factored` solve (I - gamma J) x = r: they invert the N small blocks and apply the
+Woodbury identity through a P x P capacitance matrix. :class:`aedyn.theory.Rodas5` (the default
+implicit phase) uses them for its stages; :class:`StructuredChord` (a drop-in for diffrax's
+``VeryChord`` root finder) for the implicit stages of diffrax's Kvaerno5. U and V are never
+formed: both act through Z x Z products per mode, so a factorisation costs O(N Z^4) (the
+capacitance from one GEMM over the modes), a solve O(N Z^2), and the stored factors O(N Z^2)
+memory, instead of a dense factorisation of the (N Z)^2 Jacobian.
 """
 
 from collections.abc import Callable
