@@ -24,6 +24,7 @@ import diffrax
 import jax
 import jax.numpy as jnp
 import jax.scipy.linalg as jsl
+import numpy as np
 from jax.flatten_util import ravel_pytree
 from jaxtyping import PyTree, ScalarLike
 
@@ -66,9 +67,28 @@ _H = (
 )
 
 
-def _combine(coefs, ks):
-    """sum_i coefs[i] ks[i] over state-shaped pytrees."""
-    return jax.tree_util.tree_map(lambda *k: sum(c * x for c, x in zip(coefs, k)), *ks)
+def _tableau():
+    """(A, C, b) as 8 x 8, 8 x 8, (8,) float64 arrays for a uniform stage loop: stage i's argument is
+    y0 + sum_j A[i, j] k_j (stages 7 and 8 add k_6 and k_7 to stage 6's), its right-hand side adds
+    sum_j C[i, j] k_j / h, and y1 = y0 + sum_j b_j k_j."""
+    A, C = np.zeros((8, 8)), np.zeros((8, 8))
+    for i, row in enumerate(_A):
+        A[i, : len(row)] = row
+    A[6, :5], A[6, 5] = _A[5], 1.0
+    A[7, :5], A[7, 5:7] = _A[5], 1.0
+    for i, row in enumerate(_C):
+        C[i, : len(row)] = row
+    b = np.concatenate([_A[5], [1.0, 1.0, 1.0]])
+    return A, C, b
+
+
+_A8, _C8, _B8 = _tableau()
+_H8 = np.asarray(_H)
+
+
+def _dot(coefs, ks):
+    """sum_i coefs[i] ks[i] over a stacked pytree ks (leading axis: stages)."""
+    return jax.tree_util.tree_map(lambda k: jnp.tensordot(coefs, k, 1), ks)
 
 
 class _RodasInterpolation(diffrax.AbstractLocalInterpolation):
@@ -136,16 +156,16 @@ class Rodas5(diffrax.AbstractAdaptiveSolver):
         del solver_state, made_jump
         h = t1 - t0
         solve = self._solver(terms, t0, y0, args, _GAMMA * h)
-        ks, u = [], y0
-        for i in range(8):
-            if 1 <= i <= 5:
-                u = jax.tree_util.tree_map(jnp.add, y0, _combine(_A[i], ks))
-            elif i >= 6:
-                u = jax.tree_util.tree_map(jnp.add, u, ks[-1])
-            du = terms.vf(t0, u, args)
-            if i:
-                du = jax.tree_util.tree_map(jnp.add, du, _combine([c / h for c in _C[i]], ks))
-            ks.append(solve(du))
-        y1 = jax.tree_util.tree_map(jnp.add, u, ks[-1])
-        d = jax.tree_util.tree_map(lambda *x: jnp.stack(x), *[_combine(row, ks) for row in _H])
-        return y1, ks[-1], dict(y0=y0, y1=y1, k=d), None, diffrax.RESULTS.successful
+        dtype = jnp.result_type(*jax.tree_util.tree_leaves(y0))
+        A, C = jnp.asarray(_A8, dtype), jnp.asarray(_C8, dtype) / h
+
+        def stage(i, ks):  # one loop body for the eight stages: one copy of f and the solve to compile
+            u = jax.tree_util.tree_map(jnp.add, y0, _dot(A[i], ks))
+            du = jax.tree_util.tree_map(jnp.add, terms.vf(t0, u, args), _dot(C[i], ks))
+            return jax.tree_util.tree_map(lambda k, x: k.at[i].set(x), ks, solve(du))
+
+        ks = jax.lax.fori_loop(0, 8, stage, jax.tree_util.tree_map(lambda y: jnp.zeros((8,) + y.shape, y.dtype), y0))
+        y1 = jax.tree_util.tree_map(jnp.add, y0, _dot(jnp.asarray(_B8, dtype), ks))
+        y_error = jax.tree_util.tree_map(lambda k: k[7], ks)
+        d = _dot(jnp.asarray(_H8, dtype), ks)  # (3, ...) per leaf
+        return y1, y_error, dict(y0=y0, y1=y1, k=d), None, diffrax.RESULTS.successful
