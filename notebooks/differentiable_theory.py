@@ -63,9 +63,9 @@ import diffrax  # noqa: E402
 
 from aedyn import fit, objectives, sweeps  # noqa: E402
 
-# The default solver policy (Tsit5, then Kvaerno5 where a solve turns stiff) compiles both phases
-# into every gradient. The small run stays at eta t <= 150, far from stiff: Tsit5 alone compiles
-# in a third of the time and gives the same numbers (the full run keeps the default policy).
+# The default solver policy (Tsit5, then Rodas5 past 128 steps) compiles both phases into every
+# gradient. The small run stays at eta t <= 150, far from stiff: Tsit5 alone compiles one phase and
+# gives the same numbers to the solver tolerance (the full run keeps the default policy).
 SOLVER = diffrax.Tsit5() if SMALL else None
 D, K = 500, 2
 cov = aedyn.spiked_covariance(jax.random.key(1), D, [2.0, 1.0])
