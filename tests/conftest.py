@@ -51,12 +51,12 @@ def own_errors():
 # (--no-loadscope-reorder): longest first, so neither worker is left alone with a long module at
 # the end while the other idles.
 MODULE_SECONDS = {
-    "test_transforms.py": 488, "test_notebooks.py": 429, "test_theory_slow.py": 409, "test_stiff.py": 408,
-    "test_fit.py": 285, "test_theory.py": 266, "test_merge.py": 237, "test_extensions_slow.py": 205,
-    "test_figures.py": 179, "test_sweeps.py": 167, "test_datasets_slow.py": 158, "test_output_bias.py": 137,
-    "test_output_bias_slow.py": 118, "test_extensions.py": 73, "test_multihost.py": 69, "test_cli.py": 59,
-    "test_finite_size.py": 57, "test_datasets.py": 39, "test_model.py": 32,
-    "test_simulate_speedpath.py": 32, "test_simulate.py": 30, "test_cli_universality.py": 17,
+    "test_transforms.py": 384, "test_notebooks.py": 305, "test_stiff.py": 267, "test_theory_slow.py": 238,
+    "test_fit.py": 194, "test_merge.py": 190, "test_extensions_slow.py": 171, "test_theory.py": 152,
+    "test_figures.py": 133, "test_datasets_slow.py": 124, "test_sweeps.py": 91,
+    "test_output_bias_slow.py": 80, "test_output_bias.py": 68, "test_extensions.py": 58, "test_cli.py": 37,
+    "test_multihost.py": 32, "test_datasets.py": 26, "test_simulate_speedpath.py": 23,
+    "test_finite_size.py": 23, "test_model.py": 21, "test_simulate.py": 21, "test_cli_universality.py": 11,
 }
 
 
