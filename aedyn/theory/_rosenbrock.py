@@ -6,7 +6,7 @@ not depend on t) is
 
     (I / (gamma h) - J) k_i = f(y0 + sum_{j<i} a_ij k_j) + sum_{j<i} (C_ij / h) k_j,
 
-y1 = y0 + sum_{j<=6} a_6j k_j + k_6 + k_7 + k_8, and k_8 is the local error of the embedded
+y1 = y0 + sum_{j<=5} a_6j k_j + k_6 + k_7 + k_8, and k_8 is the local error of the embedded
 solution. Rodas5 (Di Marzo 1993, in Hairer and Wanner's Rodas family) is L-stable, stiffly accurate,
 of order 5 with an order-4 embedding, and has an order-4 dense output. Its coefficients below are
 those of the reference (as tabulated in OrdinaryDiffEq.jl's ``Rodas5Tableau``).
