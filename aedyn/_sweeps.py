@@ -37,6 +37,7 @@ from ._io import atomic_write, npz_bytes, run_folder
 from ._mesh import batch_mesh, devices_of, fetch, place
 from ._model import init_autoencoder
 from ._simulate import _record_steps, simulate
+from .theory._policy import phases
 
 #: The parameters a sweep can vary (besides ``K``).
 PARAMETERS = ("lr", "lr_W", "lr_V", "lr_b", "lr_c", "seed", "init_scale", "weight_decay", "rho")
@@ -307,14 +308,12 @@ def sweep_theory(cov: Covariance, *, K: int = 2, grid: Mapping[str, Any] | None 
     has_bias = bias is not None or output_bias is not None
     kw = dict(rule=rule, method=theory.resolve_method(method, act, False, has_bias), solver=solver,
               rtol=rtol, atol=atol, max_steps=check_int(max_steps, "max_steps", lo=1))
-    budget = theory.EXPLICIT_STEPS
-    stiff = None if solver is not None or max_steps <= budget else theory.stiff_solver(
-        rule=kw["rule"], method=kw["method"])
+    stiff, explicit = phases(solver, kw["max_steps"], rule=kw["rule"], method=kw["method"])
     settings = {"activation": act.name, "bias": bias, "output_bias": output_bias, **kw,
                 "solver": type(solver or theory.default_solver()).__name__,
                 "stiff_solver": None if stiff is None else type(stiff).__name__,
                 "stiff_pid": None if stiff is None else list(theory.STIFF_PID),
-                "explicit_steps": None if stiff is None else budget}
+                "explicit_steps": None if stiff is None else explicit}
     net_kw = dict(activation=act, bias=bias, output_bias=output_bias, dtype=jnp.float64)
     return _sweep("theory", cov, K, grid, configs, base, ts, net_kw, kw,
                   settings, devices, chunk_size, out, progress, callback)

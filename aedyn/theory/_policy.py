@@ -107,6 +107,15 @@ def stiff_solver(*, rule: str = "vanilla", method: str = "stein", nodes: int = N
     return Rodas5(rule=rule, method=method, nodes=nodes)
 
 
+def phases(solver, max_steps: int, *, rule: str, method: str, nodes: int = NODES):
+    """``(stiff, explicit_steps)`` of a solve: with ``solver=None`` and more than
+    :data:`EXPLICIT_STEPS` steps allowed, the implicit phase's solver and the explicit budget; else
+    ``(None, max_steps)`` (one phase). The one place ``solve`` and ``sweep_theory`` take it from."""
+    if solver is not None or max_steps <= EXPLICIT_STEPS:
+        return None, max_steps
+    return stiff_solver(rule=rule, method=method, nodes=nodes), EXPLICIT_STEPS
+
+
 #: (pcoeff, icoeff) of the implicit phase's step-size controller: diffrax's I controller. Measured
 #: (benchmarks/RESULTS.md, 2026-12-07 eighth session; Rodas5 on the spiked (3, 5) spectrum at
 #: D = 1024, K = 4, from the state at t = 200 to t = 1e3 and 1e5, eta 0.1 and 1, rtol 1e-7): 31-226

@@ -38,11 +38,10 @@ from .._trajectory import Trajectory
 from ._policy import (
     STIFF_PID,
     default_solver,
-    EXPLICIT_STEPS,
+    phases,
     regime,
     resolve_method,
     stiff_controller,
-    stiff_solver,
     warn_regime,
 )
 from ._rhs import TheoryParams, rhs, theory_pmse
@@ -380,11 +379,9 @@ def solve(
     code = regime(params.lr, state0.D)
     warn_regime(code, state0.D, "solve")
     state0 = state0.scale(jnp.asarray(init_scale, jnp.float64))
-    stiff = None if solver is not None else stiff_solver(rule=rule, method=method, nodes=nodes)
-    budget = EXPLICIT_STEPS
-    explicit = budget if stiff is not None and max_steps > budget else max_steps
-    plan = _Plan(rule, method, solver, stiff if explicit < max_steps else None, explicit, float(rtol), float(atol),
-                 max_steps, nodes, adjoint, bool(progress))
+    stiff, explicit = phases(solver, max_steps, rule=rule, method=method, nodes=nodes)
+    plan = _Plan(rule, method, solver, stiff, explicit, float(rtol), float(atol), max_steps, nodes, adjoint,
+                 bool(progress))
     if isinstance(solver, diffrax.AbstractImplicitSolver):
         lineax_shard_map_compat()  # implicit solves under shard_map (lineax#185)
     x = (state0, params, ts)
