@@ -13,7 +13,7 @@ rate (reverse mode, after compilation) and its ratio to the forward time, and th
 pmse difference to a tight (rtol 1e-10) solve of the exact merged form. (With the implicit phase
 on Kvaerno5, before 2026-12-07, the unmerged baseline's gradient could not be timed for D > 200:
 optimistix's implicit-function adjoint factored the dense Jacobian at every implicit stage. Rodas5
-is differentiated through its structured factorisation.)
+is differentiated through its stage equations, reusing the step's structured factorisation.)
 """
 
 import argparse

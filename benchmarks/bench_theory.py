@@ -1,6 +1,6 @@
 """Benchmark the theory solve against a vectorised NumPy Euler of the same equations (issue 3).
 
-    python benchmarks/bench_theory.py [--quick] [--stiff]
+    python benchmarks/bench_theory.py [--quick] [--stiff] [--grad]
 
 Cases (t_max = 1000, log-spaced save times):
   1. standard example (D=500, K=2, strengths (3,5), erf, init scale 0.1), eta = 0.1 and eta = 1;
@@ -12,6 +12,9 @@ Cases (t_max = 1000, log-spaced save times):
      and 1e5: the spiked model's .full() at D=1024 from its TheoryState (1024 explicit modes, the
      structured implicit path) and from the network (equal eigenvalues merged: the reduced form);
      targets: t = 1e3 <= 1 s, t = 1e5 <= 5 s, compile <= 30 s, >= 30x the NumPy Euler.
+     With ``--grad``, also value-and-grad of the log-time area in the learning rate (reverse mode,
+     jitted, after compilation, best of 2) against the jitted forward solve in the same run;
+     target <= 5x.
 The NumPy baseline integrates the Stein form of docs/theory.md §3 (written here independently of the
 package) with Euler steps dt = 1/D, in the same factor form (explicit modes + bulk moment). Where it
 would take long, it is timed over a short horizon and extrapolated linearly (said so in the output).
@@ -139,7 +142,29 @@ def report(name, tr, compile_s, run_s, target, euler):
     print(line, flush=True)
 
 
-def stiff_full_spectra(budget):
+def grad_ratio(name, init, cov, lr, t_max, repeats=2):
+    """Value-and-grad of the log-time area in lr against the forward solve (both jitted)."""
+    from aedyn import objectives
+
+    ts = aedyn.log_times(t_max)
+    fwd = lambda lr: theory.solve(init, cov, lr=lr, ts=ts)
+    f = jax.jit(lambda lr: fwd(lr).pmse)
+    g = jax.jit(jax.value_and_grad(lambda lr: objectives.log_time_area(ts, fwd(lr).pmse)))
+    times = []
+    for fn in (f, g):
+        jax.block_until_ready(fn(lr))
+        best = np.inf
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            jax.block_until_ready(fn(lr))
+            best = min(best, time.perf_counter() - t0)
+        times.append(best)
+    ratio = times[1] / times[0]
+    print(f"{name}: forward {times[0]:.3f} s, value-and-grad {times[1]:.3f} s, ratio {ratio:.2f} "
+          f"(target <= 5: {'OK' if ratio <= 5 else 'MISSED'})", flush=True)
+
+
+def stiff_full_spectra(budget, grad=False):
     """Case 4 (issue 12)."""
     D, K = 1024, 4
     cov = aedyn.spiked_covariance(jax.random.key(0), D, (3.0, 5.0))
@@ -152,18 +177,21 @@ def stiff_full_spectra(budget):
                 tr, c, r = time_solve(init, full, lr, t_max, repeats=1)
                 report(f"stiff full D=1024 K=4 erf eta={lr} t={t_max:g} ({how})", tr, c, r, target,
                        time_euler((st.wt, st.vs, st.M), full, D, lr, "erf", t_max, budget))
+                if grad:
+                    grad_ratio(f"  gradient, eta={lr} t={t_max:g} ({how})", init, full, lr, t_max)
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="short Euler budget (always extrapolate)")
     ap.add_argument("--stiff", action="store_true", help="only case 4 (stiff full spectra)")
+    ap.add_argument("--grad", action="store_true", help="case 4 also times value-and-grad")
     args = ap.parse_args()
     budget = 0.0 if args.quick else 120.0
     t_max = 1000.0
     print(f"jax {jax.__version__}, devices {jax.devices()}")
     if args.stiff:
-        stiff_full_spectra(budget)
+        stiff_full_spectra(budget, args.grad)
         return
 
     # 1. standard example
@@ -214,7 +242,7 @@ def main():
     rel = np.max(np.abs(np.asarray(a.pmse) / np.asarray(b.pmse) - 1))
     print(f"reduced vs full spectrum, D=500 erf eta=0.1 t<=1000: max rel. pmse difference {rel:.2e} "
           f"(full solve {el:.1f} s incl. compile, {b.config['solver']} {b.config['num_steps']} steps)")
-    stiff_full_spectra(budget)
+    stiff_full_spectra(budget, args.grad)
 
 
 if __name__ == "__main__":

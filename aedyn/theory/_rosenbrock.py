@@ -13,14 +13,17 @@ those of the reference (as tabulated in OrdinaryDiffEq.jl's ``Rodas5Tableau``).
 
 J is exact at y0: :func:`aedyn.theory._stiff.factor` for N-mode states (block-diagonal plus
 low-rank, O(N Z^4) per factorisation, O(N Z^2) per solve), a dense LU of ``jax.jacfwd`` for states
-of at most :data:`IMPLICIT_MAX_SIZE` numbers. Gradients go through the whole step, the
-factorisation included, so reverse and forward mode differentiate the discrete solution exactly.
+of at most :data:`IMPLICIT_MAX_SIZE` numbers. Derivatives differentiate the stage equations, not
+the factorisation (docs/theory.md §4, "Gradients"): a JVP rule whose tangent recurrence reuses the
+step's factorisation, and its transpose for reverse mode, written out. Both give the derivative of
+the discrete step exactly (to rounding).
 """
 
 from collections.abc import Callable
 from typing import ClassVar
 
 import diffrax
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import jax.scipy.linalg as jsl
@@ -104,7 +107,10 @@ class _RodasInterpolation(diffrax.AbstractLocalInterpolation):
         del left
         if t1 is not None:
             return jax.tree_util.tree_map(jnp.subtract, self.evaluate(t1), self.evaluate(t0))
-        th = (t0 - self.t0) / (self.t1 - self.t0)
+        # theta in [0, 1]; 0 on a step of length 0 (a finished member of a vmapped solve), where
+        # a division by zero would make its masked-out derivatives NaN
+        still = self.t1 == self.t0
+        th = jnp.where(still, 0.0, (t0 - self.t0) / jnp.where(still, 1.0, self.t1 - self.t0))
         return jax.tree_util.tree_map(
             lambda a, b, d: (1 - th) * a + th * (b + (1 - th) * (d[0] + th * (d[1] + th * d[2]))),
             self.y0, self.y1, self.k,
@@ -142,30 +148,148 @@ class Rodas5(diffrax.AbstractAdaptiveSolver):
     def func(self, terms, t0, y0, args):
         return terms.vf(t0, y0, args)
 
-    def _solver(self, terms, t0, y0, args, gh):
-        """v -> (I / gh - J(y0))^-1 v."""
+    def _solver(self, vf, y0, args, gh):
+        """v -> (I / gh - J(y0))^-1 v (linear in v), J the Jacobian of ``vf(y, args)`` at y0."""
         if state_size(y0) > IMPLICIT_MAX_SIZE:
             f = factor(y0, args, gh, rule=self.rule, method=self.method, nodes=self.nodes)
             return lambda v: jax.tree_util.tree_map(lambda x: gh * x, solve_factored(f, v))
         flat, unravel = ravel_pytree(y0)
-        jac = jax.jacfwd(lambda x: ravel_pytree(terms.vf(t0, unravel(x), args))[0])(flat)
+        jac = jax.jacfwd(lambda x: ravel_pytree(vf(unravel(x), args))[0])(flat)
         lu = jsl.lu_factor(jnp.eye(flat.size, dtype=flat.dtype) - gh * jac)
         return lambda v: unravel(gh * jsl.lu_solve(lu, ravel_pytree(v)[0]))
+
+    def _stage_loop(self, vf, solve, y0, args, h, *, arguments=False):
+        """The eight stages k_i, stacked (leading axis 8), and with ``arguments`` their arguments
+        u_i = y0 + sum_j a_ij k_j. One loop body: one copy of the right-hand side and the solve to
+        compile."""
+        dtype = jnp.result_type(*jax.tree_util.tree_leaves(y0))
+        A, C = jnp.asarray(_A8, dtype), jnp.asarray(_C8, dtype) / h
+
+        def stage(i, carry):
+            ks, us = carry
+            u = jax.tree_util.tree_map(jnp.add, y0, _dot(A[i], ks))
+            du = jax.tree_util.tree_map(jnp.add, vf(u, args), _dot(C[i], ks))
+            put = lambda stack, x: jax.tree_util.tree_map(lambda s, v: s.at[i].set(v), stack, x)
+            return put(ks, solve(du)), (put(us, u) if arguments else us)
+
+        zeros = jax.tree_util.tree_map(lambda y: jnp.zeros((8,) + y.shape, y.dtype), y0)
+        ks, us = jax.lax.fori_loop(0, 8, stage, (zeros, zeros if arguments else None))
+        return (ks, us) if arguments else ks
 
     def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
         del solver_state, made_jump
         h = t1 - t0
-        solve = self._solver(terms, t0, y0, args, _GAMMA * h)
+        # A step of length 0 (so a finished member of a vmapped solve steps) leaves y0 as it is;
+        # the stages are computed at h = 1 there, so their derivatives stay finite.
+        still = h == 0
+        ks = _stages(terms, t0, y0, args, jnp.where(still, jnp.ones_like(h), h), solver=self)
+        ks = jax.tree_util.tree_map(lambda k: jnp.where(still, jnp.zeros_like(k), k), ks)
         dtype = jnp.result_type(*jax.tree_util.tree_leaves(y0))
-        A, C = jnp.asarray(_A8, dtype), jnp.asarray(_C8, dtype) / h
-
-        def stage(i, ks):  # one loop body for the eight stages: one copy of f and the solve to compile
-            u = jax.tree_util.tree_map(jnp.add, y0, _dot(A[i], ks))
-            du = jax.tree_util.tree_map(jnp.add, terms.vf(t0, u, args), _dot(C[i], ks))
-            return jax.tree_util.tree_map(lambda k, x: k.at[i].set(x), ks, solve(du))
-
-        ks = jax.lax.fori_loop(0, 8, stage, jax.tree_util.tree_map(lambda y: jnp.zeros((8,) + y.shape, y.dtype), y0))
         y1 = jax.tree_util.tree_map(jnp.add, y0, _dot(jnp.asarray(_B8, dtype), ks))
         y_error = jax.tree_util.tree_map(lambda k: k[7], ks)
         d = _dot(jnp.asarray(_H8, dtype), ks)  # (3, ...) per leaf
         return y1, y_error, dict(y0=y0, y1=y1, k=d), None, diffrax.RESULTS.successful
+
+
+def _outer(c, x):
+    """c (8,) times x: (8, *x.shape)."""
+    return c.reshape((-1,) + (1,) * x.ndim) * x[None]
+
+
+def _tangent(tangent, primal):
+    """A tangent with the zeros that ``filter_custom_jvp`` passes as ``None`` made explicit."""
+    return jax.tree_util.tree_map(lambda p, t: jnp.zeros_like(p) if t is None else t, primal, tangent)
+
+
+@eqx.filter_custom_jvp
+def _stages(terms, t0, y0, args, h, *, solver: Rodas5):
+    """Rodas5's stages k (8, ...) at y0 with step h. Differentiable in y0, args and h by the JVP
+    rule below, which differentiates the stage equations instead of the factorisation: forward and
+    reverse mode give the derivative of the discrete step exactly (to rounding), without the
+    derivative of the LU factors."""
+    vf = lambda y, a: terms.vf(t0, y, a)
+    return solver._stage_loop(vf, solver._solver(vf, y0, args, _GAMMA * h), y0, args, h)
+
+
+@_stages.def_jvp
+def _stages_jvp(primals, tangents, *, solver: Rodas5):
+    # Stage i solves (I / (gamma h) - J) k_i = r_i with r_i = f(u_i) + sum_j C_ij k_j / h, so
+    #   (I / (gamma h) - J) dk_i = dr_i + (dJ) k_i + k_i dh / (gamma h^2),
+    #   dr_i = f'(u_i) du_i + (df/dargs) dargs + sum_j C_ij (dk_j / h - k_j dh / h^2),
+    #   du_i = dy0 + sum_j a_ij dk_j.
+    # (dJ) k_i, a second derivative of f along k_i and (dy0, dargs), does not depend on the dk_j.
+    # The tangent map (dy0, dargs, dh) -> dk is linear; its transpose (reverse mode) is written
+    # out below and attached with lax.custom_linear_solve (a linear map with a custom transpose).
+    # The vector field is autonomous (the theory's is): t0 and the term's own arrays have no effect.
+    terms, t0, y0, args, h = primals
+    _, _, dy0, dargs, dh = tangents
+    vf = lambda y, a: terms.vf(t0, y, a)
+    gh = _GAMMA * h
+    solve = solver._solver(vf, y0, args, gh)
+    ks, us = solver._stage_loop(vf, solve, y0, args, h, arguments=True)
+    # derivatives in the inexact arrays p of args (the others are held fixed)
+    p, static = eqx.partition(args, eqx.is_inexact_array)
+    vf = lambda y, p: terms.vf(t0, y, eqx.combine(p, static))
+    x = (_tangent(dy0, y0), _tangent(eqx.filter(dargs, eqx.is_inexact_array), p),
+         jnp.zeros_like(h) if dh is None else dh)
+    dtype = jnp.result_type(*jax.tree_util.tree_leaves(y0))
+    A, C = jnp.asarray(_A8, dtype), jnp.asarray(_C8, dtype)
+    Ck = jax.tree_util.tree_map(lambda k: jnp.tensordot(C, k, 1), ks)  # sum_j C_ij k_j
+    at = lambda tree, i: jax.tree_util.tree_map(lambda a: a[i], tree)
+
+    def Jk(y, p, k):  # J(y, p) k
+        return jax.jvp(lambda x: vf(x, p), (y,), (k,))[1]
+
+    def tangent(x):
+        dy0, dp, dh = x
+        known = jax.tree_util.tree_map(  # the terms known before the loop
+            lambda w, k, ck: w + k * (dh / (gh * h)) - ck * (dh / h**2),
+            jax.vmap(lambda k: jax.jvp(lambda y, p: Jk(y, p, k), (y0, p), (dy0, dp))[1])(ks), ks, Ck,
+        )
+
+        def stage(i, dks):
+            du = jax.tree_util.tree_map(jnp.add, dy0, _dot(A[i], dks))
+            df = jax.jvp(vf, (at(us, i), p), (du, dp))[1]
+            dr = jax.tree_util.tree_map(lambda a, b, c: a + b / h + c[i], df, _dot(C[i], dks), known)
+            return jax.tree_util.tree_map(lambda s, v: s.at[i].set(v), dks, solve(dr))
+
+        return jax.lax.fori_loop(0, 8, stage, jax.tree_util.tree_map(jnp.zeros_like, ks))
+
+    solve_t = jax.linear_transpose(solve, y0)
+
+    def cotangent(kbar):
+        # Backwards through the stages: rbar_i = S^T kbar_i (S = (I / (gamma h) - J)^-1), then
+        # f'(u_i)^T rbar_i flows to y0 and to the earlier stages through a_ij, rbar_i to them
+        # through C_ij / h; (dJ)^T: one reverse pass of sum_i <rbar_i, J(y0, p) k_i>.
+        def stage(j, carry):
+            i = 7 - j
+            kbar, rbar, ybar, pbar = carry
+            r = solve_t(at(kbar, i))[0]
+            ubar, pb = jax.vjp(vf, at(us, i), p)[1](r)
+            # stage i read the earlier k_j through its argument (a_ij) and right-hand side (C_ij / h)
+            kbar = jax.tree_util.tree_map(lambda kb, ub, rb: kb + _outer(A[i], ub) + _outer(C[i] / h, rb), kbar, ubar, r)
+            rbar = jax.tree_util.tree_map(lambda s, v: s.at[i].set(v), rbar, r)
+            return kbar, rbar, jax.tree_util.tree_map(jnp.add, ybar, ubar), jax.tree_util.tree_map(jnp.add, pbar, pb)
+
+        zero = lambda t: jax.tree_util.tree_map(jnp.zeros_like, t)
+        _, rbar, ybar, pbar = jax.lax.fori_loop(0, 8, stage, (kbar, zero(ks), zero(y0), zero(p)))
+        jk = lambda y, p: jax.vmap(lambda k: Jk(y, p, k))(ks)
+        yb, pb = jax.vjp(jk, y0, p)[1](rbar)
+        hbar = sum(jnp.vdot(r, k / (gh * h) - ck / h**2) for r, k, ck in zip(
+            jax.tree_util.tree_leaves(rbar), jax.tree_util.tree_leaves(ks), jax.tree_util.tree_leaves(Ck)))
+        add = lambda a, b: jax.tree_util.tree_map(jnp.add, a, b)
+        return add(ybar, yb), add(pbar, pb), hbar
+
+    flat_x, unravel_x = ravel_pytree(x)
+    flat_k, unravel_k = ravel_pytree(ks)
+    n = flat_x.size
+    b = jnp.concatenate([flat_x, jnp.zeros_like(flat_k)])
+
+    def apply(_, b):  # (dx, .) -> (0, T dx)
+        return jnp.concatenate([jnp.zeros((n,), b.dtype), ravel_pytree(tangent(unravel_x(b[:n])))[0]])
+
+    def transpose(_, c):  # (., kbar) -> (T^T kbar, 0)
+        return jnp.concatenate([ravel_pytree(cotangent(unravel_k(c[n:])))[0], jnp.zeros_like(flat_k)])
+
+    out = jax.lax.custom_linear_solve(lambda v: v, b, apply, transpose)
+    return ks, unravel_k(out[n:])
