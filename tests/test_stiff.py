@@ -149,7 +149,7 @@ def test_rodas5_step_derivatives_equal_autodiff_of_the_stage_loop(size, method):
 
     def plain(y, p, h):
         vf = lambda y, a: term.vf(0.0, y, a)
-        ks = s._stage_loop(vf, s._solver(vf, y, p, 0.19 * h), y, p, h)
+        ks = s._stage_loop(vf, s._solver(vf, y, p, _rosenbrock._GAMMA * h), y, p, h)
         return ravel_pytree(jax.tree_util.tree_map(lambda y, k: y + jnp.tensordot(B, k, 1), y, ks))[0]
 
     keys = iter(jax.random.split(jax.random.key(2), 64))
@@ -259,7 +259,8 @@ def test_grad_through_the_default_structured_path_equals_central_differences():
     batch, implicit = jax.vmap(f, in_axes=(0, None))(lrs, 1.0)
     assert np.all(np.asarray(implicit))
     np.testing.assert_allclose(batch, [f(lr, 1.0)[0] for lr in lrs], rtol=1e-10)
-    # vmap of grad (the derivative rule's linear solve batched) equals separate gradients
+    # vmap of grad (the derivative rule's linear solve batched) equals separate gradients; the two
+    # members take 1836 and 1854 steps, so the first steps with zero length at the end (once NaN)
     grad_lr = jax.grad(lambda lr: f(lr, 1.0)[0])
     np.testing.assert_allclose(jax.jit(jax.vmap(grad_lr))(lrs), [grad_lr(lr) for lr in lrs], rtol=1e-10)
 

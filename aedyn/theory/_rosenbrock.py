@@ -179,8 +179,8 @@ class Rodas5(diffrax.AbstractAdaptiveSolver):
     def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
         del solver_state, made_jump
         h = t1 - t0
-        # A step of length 0 (so a finished member of a vmapped solve steps) leaves y0 as it is;
-        # the stages are computed at h = 1 there, so their derivatives stay finite.
+        # A step of length 0 (what a finished member of a vmapped solve takes) leaves y0 as it is;
+        # its stages are computed at h = 1, so that their (discarded) derivatives stay finite.
         still = h == 0
         ks = _stages(terms, t0, y0, args, jnp.where(still, jnp.ones_like(h), h), solver=self)
         ks = jax.tree_util.tree_map(lambda k: jnp.where(still, jnp.zeros_like(k), k), ks)
