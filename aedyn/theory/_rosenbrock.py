@@ -227,9 +227,9 @@ def _stages_jvp(primals, tangents, *, solver: Rodas5):
     gh = _GAMMA * h
     solve = solver._solver(vf, y0, args, gh)
     ks, us = solver._stage_loop(vf, solve, y0, args, h, arguments=True)
-    # derivatives in the inexact arrays p of args (the others are held fixed)
+    # derivatives in the inexact arrays p of args (the others are held fixed): f(y, p)
     p, static = eqx.partition(args, eqx.is_inexact_array)
-    vf = lambda y, p: terms.vf(t0, y, eqx.combine(p, static))
+    f = lambda y, p: terms.vf(t0, y, eqx.combine(p, static))
     x = (_tangent(dy0, y0), _tangent(eqx.filter(dargs, eqx.is_inexact_array), p),
          jnp.zeros_like(h) if dh is None else dh)
     dtype = jnp.result_type(*jax.tree_util.tree_leaves(y0))
@@ -238,7 +238,7 @@ def _stages_jvp(primals, tangents, *, solver: Rodas5):
     at = lambda tree, i: jax.tree_util.tree_map(lambda a: a[i], tree)
 
     def Jk(y, p, k):  # J(y, p) k
-        return jax.jvp(lambda x: vf(x, p), (y,), (k,))[1]
+        return jax.jvp(lambda x: f(x, p), (y,), (k,))[1]
 
     def tangent(x):
         dy0, dp, dh = x
@@ -249,7 +249,7 @@ def _stages_jvp(primals, tangents, *, solver: Rodas5):
 
         def stage(i, dks):
             du = jax.tree_util.tree_map(jnp.add, dy0, _dot(A[i], dks))
-            df = jax.jvp(vf, (at(us, i), p), (du, dp))[1]
+            df = jax.jvp(f, (at(us, i), p), (du, dp))[1]
             dr = jax.tree_util.tree_map(lambda a, b, c: a + b / h + c[i], df, _dot(C[i], dks), known)
             return jax.tree_util.tree_map(lambda s, v: s.at[i].set(v), dks, solve(dr))
 
@@ -265,7 +265,7 @@ def _stages_jvp(primals, tangents, *, solver: Rodas5):
             i = 7 - j
             kbar, rbar, ybar, pbar = carry
             r = solve_t(at(kbar, i))[0]
-            ubar, pb = jax.vjp(vf, at(us, i), p)[1](r)
+            ubar, pb = jax.vjp(f, at(us, i), p)[1](r)
             # stage i read the earlier k_j through its argument (a_ij) and right-hand side (C_ij / h)
             kbar = jax.tree_util.tree_map(lambda kb, ub, rb: kb + _outer(A[i], ub) + _outer(C[i] / h, rb), kbar, ubar, r)
             rbar = jax.tree_util.tree_map(lambda s, v: s.at[i].set(v), rbar, r)
