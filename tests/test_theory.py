@@ -233,6 +233,17 @@ def test_default_solver_policy_explicit_then_stiff():
         theory.solve(net, cov, lr=1.0, ts=ts, solver=diffrax.Tsit5(), max_steps=EXPLICIT_STEPS)
 
 
+def test_explicit_phase_adjoint_checkpoints_every_step_of_its_budget():
+    """The default policy's explicit phase keeps a checkpoint per step (theory._policy.explicit_adjoint)
+    of diffrax's default adjoint only; an adjoint the user configured is left as given."""
+    from aedyn.theory._policy import explicit_adjoint
+
+    assert explicit_adjoint(diffrax.RecursiveCheckpointAdjoint(), 128).checkpoints == 128
+    for adjoint in (diffrax.RecursiveCheckpointAdjoint(checkpoints=5), diffrax.ForwardMode(),
+                    diffrax.DirectAdjoint()):
+        assert explicit_adjoint(adjoint, 128) is adjoint
+
+
 # -- jit / vmap / grad through the solve --------------------------------------------------------
 
 

@@ -97,6 +97,19 @@ def default_solver(state=None):
     return diffrax.Tsit5()
 
 
+def explicit_adjoint(adjoint, steps: int):
+    """The explicit phase's adjoint: diffrax's default ``RecursiveCheckpointAdjoint()`` with a
+    checkpoint at each of the phase's ``steps`` (at most :data:`EXPLICIT_STEPS` states kept), any
+    other adjoint as given. diffrax's default, ~sqrt(2 steps) checkpoints (15 for 128 steps),
+    recomputes steps in reverse mode. Measured (benchmarks/RESULTS.md, 2026-12-07 tenth session;
+    six rounds in one process): value-and-grad of the 1024-mode spiked solve to t = 1e3 at eta 0.1
+    -1% to 10% faster (median 6%), of bench_merge's 100-mode merged solve 1-6%. The memory it adds,
+    128 states, is a tenth of the implicit phase's default checkpoints (~1400 states)."""
+    if type(adjoint) is diffrax.RecursiveCheckpointAdjoint and adjoint.checkpoints is None:
+        return diffrax.RecursiveCheckpointAdjoint(checkpoints=steps)
+    return adjoint
+
+
 def stiff_solver(*, rule: str = "vanilla", method: str = "stein", nodes: int = NODES):
     """The implicit phase's solver: :class:`aedyn.theory.Rodas5`, a Rosenbrock method of order 5
     that factors the exact Jacobian once per step (densely for states of at most

@@ -33,6 +33,7 @@ from jaxtyping import PyTree, ScalarLike
 
 from .._checks import check_int
 from .._defaults import NODES
+from ._linear import linear_map
 from ._policy import IMPLICIT_MAX_SIZE, METHODS, state_size
 from ._stiff import factor, solve_factored
 
@@ -219,7 +220,7 @@ def _stages_jvp(primals, tangents, *, solver: Rodas5):
     #   du_i = dy0 + sum_j a_ij dk_j.
     # (dJ) k_i, a second derivative of f along k_i and (dy0, dargs), does not depend on the dk_j.
     # The tangent map (dy0, dargs, dh) -> dk is linear; its transpose (reverse mode) is written
-    # out below and attached with lax.custom_linear_solve (a linear map with a custom transpose).
+    # out below and attached with linear_map (lax.custom_linear_solve).
     # The vector field is autonomous (the theory's is): t0 and the term's own arrays have no effect.
     terms, t0, y0, args, h = primals
     _, _, dy0, dargs, dh = tangents
@@ -280,16 +281,4 @@ def _stages_jvp(primals, tangents, *, solver: Rodas5):
         add = lambda a, b: jax.tree_util.tree_map(jnp.add, a, b)
         return add(ybar, yb), add(pbar, pb), hbar
 
-    flat_x, unravel_x = ravel_pytree(x)
-    flat_k, unravel_k = ravel_pytree(ks)
-    n = flat_x.size
-    b = jnp.concatenate([flat_x, jnp.zeros_like(flat_k)])
-
-    def apply(_, b):  # (dx, .) -> (0, T dx)
-        return jnp.concatenate([jnp.zeros((n,), b.dtype), ravel_pytree(tangent(unravel_x(b[:n])))[0]])
-
-    def transpose(_, c):  # (., kbar) -> (T^T kbar, 0)
-        return jnp.concatenate([ravel_pytree(cotangent(unravel_k(c[n:])))[0], jnp.zeros_like(flat_k)])
-
-    out = jax.lax.custom_linear_solve(lambda v: v, b, apply, transpose)
-    return ks, unravel_k(out[n:])
+    return ks, linear_map(tangent, cotangent, x, ks)

@@ -9,8 +9,8 @@ Gradients. diffrax differentiates a solve in reverse mode with ``RecursiveCheckp
 (a checkpointed loop with a custom VJP, which forward mode cannot enter) and in forward mode with
 ``ForwardMode`` (a plain loop, which reverse mode cannot transpose). The default ``adjoint=None``
 gives both: the solve is a ``jax.custom_jvp`` whose tangent map is linear in the input tangent and
-is built with ``jax.lax.custom_linear_solve`` (JAX's public primitive for a linear map with a
-custom transpose, and a batching rule): applied, it is the ``ForwardMode`` JVP; transposed, it is
+is built with ``jax.lax.custom_linear_solve`` (:func:`._linear.linear_map`; JAX's public primitive
+for a linear map with a custom transpose, and a batching rule): applied, it is the ``ForwardMode`` JVP; transposed, it is
 the ``RecursiveCheckpointAdjoint`` VJP whose forward pass computed the primal. So ``jax.grad``
 costs what diffrax's reverse mode costs, and ``jax.jacfwd`` what its forward mode costs. (Second
 derivatives are not supported; pass an explicit ``adjoint`` for those.)
@@ -24,7 +24,6 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.flatten_util import ravel_pytree
 from jaxtyping import ArrayLike, Real
 
 from .._checks import check_int, check_number, check_times, is_concrete, require_x64
@@ -38,12 +37,14 @@ from .._trajectory import Trajectory
 from ._policy import (
     STIFF_PID,
     default_solver,
+    explicit_adjoint,
     phases,
     regime,
     resolve_method,
     stiff_controller,
     warn_regime,
 )
+from ._linear import linear_map
 from ._rhs import TheoryParams, rhs, theory_pmse
 from ._state import (
     TheoryState,
@@ -125,6 +126,8 @@ def _run(plan: _Plan, adjoint, x, solver, y0, t0, max_steps, controller=None):
 def _first_phase(plan: _Plan, adjoint, x):
     """(states at ts, result, steps) of the explicit phase (of the user's solver when given)."""
     state0, _, ts = x
+    if plan.solver is None:
+        adjoint = explicit_adjoint(adjoint, plan.explicit_steps)
     first = _run(plan, adjoint, x, plan.solver or default_solver(), state0, jnp.zeros((), ts.dtype),
                  plan.explicit_steps)
     return first.ys, first.result, first.stats["num_steps"]
@@ -177,21 +180,10 @@ def _both_modes(plan: _Plan, x):
     def solve_x_jvp(primals, tangents):
         (x,), (dx,) = primals, tangents
         ys, vjp_fn, stats = jax.vjp(f_rev, x, has_aux=True)
-        flat_x, unravel_x = ravel_pytree(x)
-        flat_y, unravel_y = ravel_pytree(ys)
-        n = flat_x.size
-        b = jnp.concatenate([ravel_pytree(dx)[0], jnp.zeros_like(flat_y)])
-
-        def apply(_, b):  # (dx, .) -> (0, J dx): the ForwardMode JVP
-            dy = jax.jvp(lambda x: f_fwd(x)[0], (x,), (unravel_x(b[:n]),))[1]
-            return jnp.concatenate([jnp.zeros((n,), b.dtype), ravel_pytree(dy)[0]])
-
-        def transpose(_, c):  # (., ct) -> (J^T ct, 0): the RecursiveCheckpointAdjoint VJP
-            return jnp.concatenate([ravel_pytree(vjp_fn(unravel_y(c[n:]))[0])[0], jnp.zeros_like(flat_y)])
-
-        out = jax.lax.custom_linear_solve(lambda v: v, b, apply, transpose)
+        # forward mode: the ForwardMode JVP; reverse mode: the RecursiveCheckpointAdjoint VJP
+        dys = linear_map(lambda dx: jax.jvp(lambda x: f_fwd(x)[0], (x,), (dx,))[1], lambda ct: vjp_fn(ct)[0], dx, ys)
         zeros = jax.tree_util.tree_map(lambda s: np.zeros(s.shape, jax.dtypes.float0), stats)
-        return (ys, stats), (unravel_y(out[n:]), zeros)
+        return (ys, stats), (dys, zeros)
 
     return solve_x(x)
 
