@@ -10,10 +10,10 @@ Gradients. diffrax differentiates a solve in reverse mode with ``RecursiveCheckp
 ``ForwardMode`` (a plain loop, which reverse mode cannot transpose). The default ``adjoint=None``
 gives both: the solve is a ``jax.custom_jvp`` whose tangent map is linear in the input tangent and
 is built with ``jax.lax.custom_linear_solve`` (:func:`._linear.linear_map`; JAX's public primitive
-for a linear map with a custom transpose, and a batching rule): applied, it is the ``ForwardMode`` JVP; transposed, it is
-the ``RecursiveCheckpointAdjoint`` VJP whose forward pass computed the primal. So ``jax.grad``
-costs what diffrax's reverse mode costs, and ``jax.jacfwd`` what its forward mode costs. (Second
-derivatives are not supported; pass an explicit ``adjoint`` for those.)
+for a linear map with a custom transpose, and a batching rule): applied, it is the ``ForwardMode``
+JVP; transposed, it is the ``RecursiveCheckpointAdjoint`` VJP whose forward pass computed the
+primal. So ``jax.grad`` costs what diffrax's reverse mode costs, and ``jax.jacfwd`` what its
+forward mode costs. (Second derivatives are not supported; pass an explicit ``adjoint`` for those.)
 """
 
 import dataclasses
@@ -180,8 +180,8 @@ def _both_modes(plan: _Plan, x):
     def solve_x_jvp(primals, tangents):
         (x,), (dx,) = primals, tangents
         ys, vjp_fn, stats = jax.vjp(f_rev, x, has_aux=True)
-        # forward mode: the ForwardMode JVP; reverse mode: the RecursiveCheckpointAdjoint VJP
-        dys = linear_map(lambda dx: jax.jvp(lambda x: f_fwd(x)[0], (x,), (dx,))[1], lambda ct: vjp_fn(ct)[0], dx, ys)
+        jvp = lambda dx: jax.jvp(lambda x: f_fwd(x)[0], (x,), (dx,))[1]  # the ForwardMode JVP
+        dys = linear_map(jvp, lambda ct: vjp_fn(ct)[0], dx, ys)  # transposed: the checkpointed VJP
         zeros = jax.tree_util.tree_map(lambda s: np.zeros(s.shape, jax.dtypes.float0), stats)
         return (ys, stats), (dys, zeros)
 
