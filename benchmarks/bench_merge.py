@@ -1,6 +1,6 @@
 """Merged groups and spectral binning (issue 12): cost and accuracy on a continuous spectrum.
 
-    python benchmarks/bench_merge.py [--D 500] [--K 2] [--t1 300] [--repeats 2]
+    python benchmarks/bench_merge.py [--D 500] [--K 2] [--t1 300] [--repeats 5]
 
 Two spikes + a smooth Gaussian kernel (length 10) + 0.5 I, from ``Covariance.from_matrix``
 (condition number >= 1e4), erf, eta = 1, 20 log-spaced times to ``t1`` (stiff: the implicit phase
@@ -8,8 +8,9 @@ runs). Rows, all from the same network: the baseline (``init_state(net, cov)`` w
 every eigenvalue of the matrix's spectrum explicit, equal ones to rounding included, a 2K x 2K
 zero bulk); the default solve from the network (equal eigenvalues merged exactly); spectral binning
 at ``merge_rtol`` 0.01, 0.1, 0.3 (an approximation). For each: explicit modes, groups, forward wall
-time after compilation (best of ``repeats``), value-and-grad of the log-time area in the learning
-rate (reverse mode, after compilation) and its ratio to the forward time, and the largest relative
+time after compilation, value-and-grad of the log-time area in the learning rate (reverse mode,
+after compilation; the two timed in turn, best of ``repeats`` each) and its ratio to the forward time
+(with the spread of the per-round ratios), and the largest relative
 pmse difference to a tight (rtol 1e-10) solve of the exact merged form. (With the implicit phase
 on Kvaerno5, before 2026-12-07, the unmerged baseline's gradient could not be timed for D > 200:
 optimistix's implicit-function adjoint factored the dense Jacobian at every implicit stage. Rodas5
@@ -34,7 +35,7 @@ from aedyn._defaults import MERGE_RTOL  # noqa: E402
 HERE = __file__.rsplit("/", 1)[0]
 sys.path.insert(0, HERE)
 sys.path.insert(0, HERE + "/../tests")
-from _timing import best_of  # noqa: E402
+from _timing import interleaved  # noqa: E402
 from test_stiff import kernel_covariance  # noqa: E402  (the test suite's continuous spectrum)
 
 
@@ -43,7 +44,7 @@ def main():
     ap.add_argument("--D", type=int, default=500)
     ap.add_argument("--K", type=int, default=2)
     ap.add_argument("--t1", type=float, default=300.0)
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=5)
     a = ap.parse_args()
     warnings.filterwarnings("ignore", category=aedyn.RegimeWarning)
     cov = kernel_covariance(a.D)
@@ -56,22 +57,22 @@ def main():
     rows += [(f"merge_rtol {r:g}", net, r) for r in (MERGE_RTOL, 1e-2, 0.1, 0.3)]
     base = None
     print(f"{'':22s} {'modes':>6s} {'groups':>6s} {'steps':>6s} {'forward s':>10s} {'x base':>7s} "
-          f"{'v&g s':>8s} {'v&g/fwd':>8s} {'pmse err':>9s}")
+          f"{'v&g s':>8s} {'v&g/fwd':>8s} {'(rounds)':>11s} {'pmse err':>9s}")
     for name, init, r in rows:
         def fwd(lr, init=init, r=r):
             return theory.solve(init, cov, lr=lr, ts=ts, merge_rtol=r, throw=False)
 
         f = jax.jit(lambda lr, fwd=fwd: fwd(lr).pmse)
-        t_f, e = best_of(lambda: f(1.0), a.repeats, warmup=True)
-        tr = fwd(1.0)
-        info = tr.config
-        base = t_f if base is None else base
         g = jax.jit(jax.value_and_grad(lambda lr, fwd=fwd: objectives.log_time_area(ts, fwd(lr).pmse)))
-        t_g, _ = best_of(lambda: g(1.0), a.repeats, warmup=True)
-        ratio = t_g / t_f
+        (t_f, t_g), times = interleaved([lambda f=f: f(1.0), lambda g=g: g(1.0)], a.repeats)
+        tr = fwd(1.0)
+        e, info = tr.pmse, tr.config
+        base = t_f if base is None else base
+        ratio, each = t_g / t_f, [b / a for a, b in times]
         err = float(np.max(np.abs(np.asarray(e) / np.asarray(ref.pmse) - 1)))
         print(f"{name:22s} {info['modes']:6d} {len(info['groups']):6d} {int(tr.stats['num_steps']):6d} "
-              f"{t_f:10.3f} {base / t_f:6.2f}x {t_g:8.3f} {ratio:8.2f} {err:9.2e}", flush=True)
+              f"{t_f:10.3f} {base / t_f:6.2f}x {t_g:8.3f} {ratio:8.2f} {min(each):5.2f}-{max(each):<5.2f} "
+              f"{err:9.2e}", flush=True)
     print(f"(run {time.strftime('%Y-%m-%d %H:%M')})")
 
 
