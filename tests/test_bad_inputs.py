@@ -213,6 +213,8 @@ CASES = [
     ("Rodas5-method", lambda: theory.Rodas5(method="auto"), ValueError, "method"),
     ("Rodas5-nodes", lambda: theory.Rodas5(nodes=1), ValueError, "nodes"),
     ("Rodas5-nodes-type", lambda: theory.Rodas5(nodes=2.5), TypeError, "nodes"),
+    ("structured_implicit-size", lambda: theory.structured_implicit(0, 12), ValueError, "size"),
+    ("structured_implicit-overlaps", lambda: theory.structured_implicit(24, 1.5), TypeError, "overlaps"),
     ("stiff_controller-rtol-zero", lambda: theory.stiff_controller(rtol=0.0), ValueError, "rtol"),
     ("stiff_controller-atol-inf", lambda: theory.stiff_controller(atol=math.inf), ValueError, "atol"),
     ("stiff_controller-rtol-str", lambda: theory.stiff_controller(rtol="1e-8"), TypeError, "rtol"),

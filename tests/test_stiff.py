@@ -11,7 +11,7 @@ from jax.flatten_util import ravel_pytree
 
 import aedyn
 from aedyn import theory
-from aedyn.theory import _stiff
+from aedyn.theory import _policy, _stiff
 
 
 def kernel_covariance(D: int) -> aedyn.Covariance:
@@ -108,18 +108,43 @@ def _rodas_steps(state, params, h, n, *, method="stein"):
     return run(state, params)
 
 
+@pytest.mark.parametrize("D,K,full,structured", [
+    (300, 2, False, False),  # reduced spikes + bulk: 24 numbers, 12 overlaps
+    (300, 6, False, False),  # reduced, K = 6: 168 numbers, 108 overlaps (dense measured 1.5x faster)
+    (40, 2, True, True),  # 40 explicit modes: 176 numbers, 12 overlaps
+    (8, 2, True, False),  # 8 modes: 48 numbers, IMPLICIT_DENSE_RATIO = 4 per overlap (the boundary)
+    (9, 2, True, True),  # 9 modes: 52 numbers
+    (40, 4, True, True),  # 40 modes, K = 4: 384 numbers, 48 overlaps
+])
+def test_implicit_phase_factors_densely_at_few_numbers_per_overlap(D, K, full, structured):
+    """The implicit phase's linear algebra follows theory.structured_implicit: dense while a state
+    has at most IMPLICIT_DENSE_RATIO numbers per overlap (the reduced form at any K), structured
+    beyond (full spectra, merged states with many modes)."""
+    from aedyn.theory import _rosenbrock
+
+    cov = aedyn.spiked_covariance(jax.random.key(0), D, (3.0, 5.0))
+    cov = cov.full() if full else cov
+    st = theory.init_state(aedyn.init_autoencoder(jax.random.key(1), D, K, dtype=jnp.float64), cov)
+    params = theory.theory_params(cov, 0.3)
+    n, P = _rosenbrock.state_size(st), 3 * K * K
+    assert n == (D if full else 2) * 2 * K + 4 * K * K
+    assert theory.structured_implicit(n, P) == (n > theory.IMPLICIT_DENSE_RATIO * P) == structured
+    assert _rosenbrock._structured(st, params) == structured  # P counted by the solver: 3 K^2
+
+
 def test_rodas5_structured_step_equals_dense_step(monkeypatch):
     """Rodas5's structured linear algebra (N-mode state, blocks + Woodbury) gives the same steps as
-    its dense one (LU of jacfwd), which it uses for states of at most IMPLICIT_MAX_SIZE numbers."""
+    its dense one (LU of jacfwd), which it uses for states of few numbers per overlap."""
     from aedyn.theory import _rosenbrock
 
     cov = aedyn.spiked_covariance(jax.random.key(0), 40, (3.0, 5.0)).full()
     net = aedyn.init_autoencoder(jax.random.key(1), 40, 3, scale=0.7, dtype=jnp.float64)
     st = theory.init_state(net, cov)
     params = theory.theory_params(cov, 0.3)
-    assert _rosenbrock.state_size(st) > theory.IMPLICIT_MAX_SIZE
+    assert _rosenbrock._structured(st, params)
     structured = _rodas_steps(st, params, 0.2, 4)
-    monkeypatch.setattr(_rosenbrock, "IMPLICIT_MAX_SIZE", 10**9)
+    monkeypatch.setattr(_policy, "IMPLICIT_DENSE_RATIO", 10**9)
+    assert not _rosenbrock._structured(st, params)
     dense = _rodas_steps(st, params, 0.2, 4)
     assert float(jnp.max(jnp.abs(dense - ravel_pytree(st)[0]))) > 1e-3  # the steps move the state
     np.testing.assert_allclose(structured, dense, rtol=0, atol=1e-12 * np.abs(dense).max())
@@ -139,7 +164,7 @@ def test_rodas5_step_derivatives_equal_autodiff_of_the_stage_loop(size, method):
     net = aedyn.init_autoencoder(jax.random.key(1), D, 2, scale=0.7, dtype=jnp.float64)
     st = theory.init_state(net, cov)
     params = theory.theory_params(cov, 0.3)
-    assert (_rosenbrock.state_size(st) > theory.IMPLICIT_MAX_SIZE) == (size == "structured")
+    assert _rosenbrock._structured(st, params) == (size == "structured")
     s = theory.Rodas5(method=method)
     term = diffrax.ODETerm(lambda t, y, a: theory.rhs(t, y, a, method=method))
     B = jnp.asarray(_rosenbrock._B8)

@@ -2,7 +2,7 @@
 
 from ._policy import (
     EXPLICIT_STEPS as EXPLICIT_STEPS,
-    IMPLICIT_MAX_SIZE as IMPLICIT_MAX_SIZE,
+    IMPLICIT_DENSE_RATIO as IMPLICIT_DENSE_RATIO,
     METHODS as METHODS,
     STIFF_PID as STIFF_PID,
     default_solver as default_solver,
@@ -11,6 +11,7 @@ from ._policy import (
     resolve_method as resolve_method,
     stiff_controller as stiff_controller,
     stiff_solver as stiff_solver,
+    structured_implicit as structured_implicit,
     warn_regime as warn_regime,
 )
 from ._rhs import (

@@ -32,12 +32,15 @@ from .._errors import RegimeWarning
 #: 32 solves: 5.4 s; 256: 5.8 s; 512: 6.6 s; the former 2048 structured / 4096 dense: 12.1 s;
 #: t = 10 and 100: 0.69 s; 32: 0.90 s; former: 1.60 s).
 EXPLICIT_STEPS = 128
-#: States up to this many numbers factor a dense Jacobian in the implicit phase; larger ones a
-#: structured one (block-diagonal over modes plus a low-rank coupling). Measured with Kvaerno5
-#: (jitted solve after compilation, 2-core CPU, benchmarks/RESULTS.md 2026-12-06 fourth session;
-#: Rodas5 factors the same matrices): at 80 numbers (spikes+bulk, K = 4) the two paths cost the
-#: same within 0.8-1.4x; at 200 the structured one is 7x faster, at 416 28x.
-IMPLICIT_MAX_SIZE = 128
+#: The implicit phase factors a dense Jacobian for states of at most this many numbers per overlap
+#: (per entry of the P order parameters, 3 K^2 for an untied network without bias, through which the
+#: structured form's low-rank coupling runs), larger ones a structured one (block-diagonal over
+#: modes plus a rank-P coupling). Dense costs O(n) evaluations of the right-hand side and an
+#: O(n^3) factorisation for n numbers; structured a fixed O(P) part plus O(N Z^4). Measured with
+#: Rodas5 (benchmarks/RESULTS.md, 2026-12-07 eleventh session; jitted solve after compilation,
+#: 2-core CPU): dense faster up to n / P = 2 at K = 2, 4, 6, 8 (1.2-2x), the two equal at
+#: n / P = 4.7 for K = 2, structured faster from n / P = 5 (1.3-2.1x at K = 2, 4x at K = 4).
+IMPLICIT_DENSE_RATIO = 4
 
 METHODS = ("stein", "gradient")
 
@@ -110,11 +113,18 @@ def explicit_adjoint(adjoint, steps: int):
     return adjoint
 
 
+def structured_implicit(size: int, overlaps: int) -> bool:
+    """Whether the implicit phase factors the Jacobian of a state of ``size`` numbers, whose flow
+    depends on ``overlaps`` order parameters, in structured form (else densely): for more than
+    :data:`IMPLICIT_DENSE_RATIO` numbers per overlap."""
+    size, overlaps = check_int(size, "size", lo=1), check_int(overlaps, "overlaps", lo=1)
+    return size > IMPLICIT_DENSE_RATIO * overlaps
+
+
 def stiff_solver(*, rule: str = "vanilla", method: str = "stein", nodes: int = NODES):
     """The implicit phase's solver: :class:`aedyn.theory.Rodas5`, a Rosenbrock method of order 5
-    that factors the exact Jacobian once per step (densely for states of at most
-    :data:`IMPLICIT_MAX_SIZE` numbers, in structured form, O(N K^2) per solve, for N-mode states;
-    docs/theory.md §4). ``rule``, ``method``, ``nodes``: those of the solve's right-hand side."""
+    that factors the exact Jacobian once per step (densely for states of few modes, in structured
+    form, O(N K^2) per solve, for N-mode states: :func:`structured_implicit`; docs/theory.md §4). ``rule``, ``method``, ``nodes``: those of the solve's right-hand side."""
     from ._rosenbrock import Rodas5  # _rosenbrock imports _stiff and _rhs, which import this module
 
     return Rodas5(rule=rule, method=method, nodes=nodes)

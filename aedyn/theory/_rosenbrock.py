@@ -13,7 +13,7 @@ those of the reference (as tabulated in OrdinaryDiffEq.jl's ``Rodas5Tableau``).
 
 J is exact at y0: :func:`aedyn.theory._stiff.factor` for N-mode states (block-diagonal plus
 low-rank, O(N Z^4) per factorisation, O(N Z^2) per solve), a dense LU of ``jax.jacfwd`` for states
-of at most :data:`IMPLICIT_MAX_SIZE` numbers. Derivatives differentiate the stage equations, not
+of few modes (:func:`aedyn.theory._policy.structured_implicit`). Derivatives differentiate the stage equations, not
 the factorisation (docs/theory.md §4, "Gradients"): a JVP rule whose tangent recurrence reuses the
 step's factorisation, and its transpose for reverse mode, written out. Both give the derivative of
 the discrete step exactly (to rounding).
@@ -34,7 +34,8 @@ from jaxtyping import PyTree, ScalarLike
 from .._checks import check_int
 from .._defaults import NODES
 from ._linear import linear_map
-from ._policy import IMPLICIT_MAX_SIZE, METHODS, state_size
+from ._policy import METHODS, state_size, structured_implicit
+from ._rhs import overlap_point
 from ._stiff import factor, solve_factored
 
 _GAMMA = 0.19
@@ -95,6 +96,11 @@ def _dot(coefs, ks):
     return jax.tree_util.tree_map(lambda k: jnp.tensordot(coefs, k, 1), ks)
 
 
+def _structured(y0, args) -> bool:
+    """Whether a step from ``y0`` factors the Jacobian in structured form (else densely)."""
+    return structured_implicit(state_size(y0), state_size(jax.eval_shape(overlap_point, y0, args)))
+
+
 class _RodasInterpolation(diffrax.AbstractLocalInterpolation):
     """Rodas5's order-4 dense output on [t0, t1] (coefficients ``k``: (3, ...) per leaf)."""
 
@@ -122,8 +128,8 @@ class Rodas5(diffrax.AbstractAdaptiveSolver):
     """Rodas5 (an L-stable Rosenbrock method of order 5, embedded order 4, order-4 dense output)
     for the theory's vector field: ``diffeqsolve(ODETerm(rhs), Rodas5(...), ..., args=params)`` with
     ``rhs`` :func:`aedyn.theory.rhs` at the same ``rule``, ``method``, ``nodes``. One exact
-    factorisation of I - gamma h J per step (structured for states of more than
-    :data:`IMPLICIT_MAX_SIZE` numbers, dense otherwise), eight linear solves and eight evaluations
+    factorisation of I - gamma h J per step (structured or dense:
+    :func:`aedyn.theory._policy.structured_implicit`), eight linear solves and eight evaluations
     of the right-hand side."""
 
     term_structure: ClassVar = diffrax.AbstractTerm
@@ -151,7 +157,7 @@ class Rodas5(diffrax.AbstractAdaptiveSolver):
 
     def _solver(self, vf, y0, args, gh):
         """v -> (I / gh - J(y0))^-1 v (linear in v), J the Jacobian of ``vf(y, args)`` at y0."""
-        if state_size(y0) > IMPLICIT_MAX_SIZE:
+        if _structured(y0, args):
             f = factor(y0, args, gh, rule=self.rule, method=self.method, nodes=self.nodes)
             return lambda v: jax.tree_util.tree_map(lambda x: gh * x, solve_factored(f, v))
         flat, unravel = ravel_pytree(y0)
