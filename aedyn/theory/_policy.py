@@ -124,7 +124,8 @@ def structured_implicit(size: int, overlaps: int) -> bool:
 def stiff_solver(*, rule: str = "vanilla", method: str = "stein", nodes: int = NODES):
     """The implicit phase's solver: :class:`aedyn.theory.Rodas5`, a Rosenbrock method of order 5
     that factors the exact Jacobian once per step (densely for states of few modes, in structured
-    form, O(N K^2) per solve, for N-mode states: :func:`structured_implicit`; docs/theory.md §4). ``rule``, ``method``, ``nodes``: those of the solve's right-hand side."""
+    form, O(N K^2) per solve, for N-mode states: :func:`structured_implicit`; docs/theory.md §4).
+    ``rule``, ``method``, ``nodes``: those of the solve's right-hand side."""
     from ._rosenbrock import Rodas5  # _rosenbrock imports _stiff and _rhs, which import this module
 
     return Rodas5(rule=rule, method=method, nodes=nodes)

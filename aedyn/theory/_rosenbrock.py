@@ -13,10 +13,10 @@ those of the reference (as tabulated in OrdinaryDiffEq.jl's ``Rodas5Tableau``).
 
 J is exact at y0: :func:`aedyn.theory._stiff.factor` for N-mode states (block-diagonal plus
 low-rank, O(N Z^4) per factorisation, O(N Z^2) per solve), a dense LU of ``jax.jacfwd`` for states
-of few modes (:func:`aedyn.theory._policy.structured_implicit`). Derivatives differentiate the stage equations, not
-the factorisation (docs/theory.md §4, "Gradients"): a JVP rule whose tangent recurrence reuses the
-step's factorisation, and its transpose for reverse mode, written out. Both give the derivative of
-the discrete step exactly (to rounding).
+of few modes (:func:`aedyn.theory._policy.structured_implicit`). Derivatives differentiate the stage
+equations, not the factorisation (docs/theory.md §4, "Gradients"): a JVP rule whose tangent
+recurrence reuses the step's factorisation, and its transpose for reverse mode, written out. Both
+give the derivative of the discrete step exactly (to rounding).
 """
 
 from collections.abc import Callable
