@@ -118,8 +118,8 @@ def _rodas_steps(state, params, h, n, *, method="stein"):
 ])
 def test_implicit_phase_factors_densely_at_few_numbers_per_overlap(D, K, full, structured):
     """The implicit phase's linear algebra follows theory.structured_implicit: dense while a state
-    has at most IMPLICIT_DENSE_RATIO numbers per overlap (the reduced form at any K), structured
-    beyond (full spectra, merged states with many modes)."""
+    has at most IMPLICIT_DENSE_RATIO numbers per overlap (the reduced form with a few spikes, at any
+    K), structured beyond (full spectra, merged states with many modes)."""
     from aedyn.theory import _rosenbrock
 
     cov = aedyn.spiked_covariance(jax.random.key(0), D, (3.0, 5.0))
